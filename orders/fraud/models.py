@@ -1,0 +1,28 @@
+from django.conf import settings
+from django.db import models
+
+
+class Decision(models.TextChoices):
+    APPROVE = "approve"
+    REVIEW = "review"
+    REJECT = "reject"
+
+
+class FraudCheck(models.Model):
+    """One screening per order, with the reasons; a review waits for a staff decision."""
+
+    order_id = models.CharField(max_length=32, unique=True)
+    email = models.EmailField(db_index=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    score = models.PositiveIntegerField()
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    reasons = models.JSONField(default=list)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.decision} ({self.score})"

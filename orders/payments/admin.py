@@ -1,0 +1,17 @@
+from django.contrib import admin
+
+from orders.payments.models import GatewayTransaction, Payment
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin):
+    list_display = ("order_id", "status", "amount", "currency", "authorization_id", "decline_code", "attempts", "updated_at")
+    list_filter = ("status",)
+    search_fields = ("order_id",)
+
+
+@admin.register(GatewayTransaction)
+class GatewayTransactionAdmin(admin.ModelAdmin):
+    list_display = ("idempotency_key", "operation", "reference", "amount", "approved", "decline_code", "created_at")
+    list_filter = ("operation", "approved")
+    search_fields = ("reference", "idempotency_key")

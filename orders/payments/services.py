@@ -1,0 +1,195 @@
+"""Payment steps: authorise, capture, and the compensations (void, refund).
+
+Every gateway call is preceded by a committed "in flight" state (authorizing,
+capturing, voiding, refunding) and made with a stable idempotency key: a
+redelivered message resumes the call instead of starting a second charge, and
+a cancellation that arrives mid-call sets ``cancel_requested`` so whoever
+finishes the call undoes it. Gateway calls never run inside a transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+
+from orders.payments import gateway
+from orders.payments.models import Payment, PaymentStatus
+from shop.messaging import already_processed, claim_message
+from shop.outbox import emit
+
+log = logging.getLogger("orders.payments")
+S = PaymentStatus
+COMPENSATING = (S.VOIDING, S.REFUNDING)
+
+
+def _locked(order_id: str, payload: dict[str, Any] | None = None) -> Payment:
+    """The order's payment, locked; created (pending) on first sight, whichever event comes first."""
+    payload = payload or {}
+    Payment.objects.bulk_create(
+        [
+            Payment(
+                order_id=order_id,
+                amount=Decimal(payload.get("amount", "0")),
+                currency=payload.get("currency", ""),
+                card_token=payload.get("card_token", ""),
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    return Payment.objects.select_for_update().get(order_id=order_id)
+
+
+def _set(payment: Payment, status: str, **fields: Any) -> None:
+    payment.status = status
+    for name, value in fields.items():
+        setattr(payment, name, value)
+    payment.save()
+
+
+def payment_authorize(*, event_id: str, order_id: str, payload: dict[str, Any], handler: str) -> None:
+    if already_processed(event_id, handler):
+        return
+    with transaction.atomic():
+        payment = _locked(order_id, payload)
+        if payment.status in COMPENSATING:
+            resume = True
+        elif payment.status in (S.PENDING, S.AUTHORIZING):
+            resume = False
+            _set(payment, S.AUTHORIZING, attempts=payment.attempts + 1)
+        else:
+            claim_message(event_id, handler)
+            return
+    if resume:
+        _compensate(order_id, event_id, handler)
+        return
+    response = gateway.authorize(
+        key=payment.key("authorize"), reference=order_id, token=payment.card_token, amount=payment.amount
+    )
+    with transaction.atomic():
+        payment = _locked(order_id)
+        if payment.status != S.AUTHORIZING:
+            claim_message(event_id, handler)
+            return
+        if not response.approved:
+            _set(payment, S.DECLINED, decline_code=response.decline_code)
+            reason = response.decline_code.replace("_", " ")
+            emit(
+                "payment.declined",
+                order_id=order_id,
+                payload={"reason": f"payment declined: {reason}"},
+                message=f"Payment declined ({reason})",
+            )
+            claim_message(event_id, handler)
+            return
+        emit(
+            "payment.authorized",
+            order_id=order_id,
+            payload={"authorization_id": response.authorization_id},
+            message=f"Payment authorised: {payment.currency} {payment.amount}",
+        )
+        if not payment.cancel_requested:
+            _set(payment, S.AUTHORIZED, authorization_id=response.authorization_id)
+            claim_message(event_id, handler)
+            return
+        _set(payment, S.VOIDING, authorization_id=response.authorization_id)
+    _compensate(order_id, event_id, handler)
+
+
+def payment_abandon(*, event_id: str, order_id: str, reason: str, handler: str) -> None:
+    """Give up on an authorisation that kept timing out; the order's cancellation voids whatever the gateway did."""
+    with transaction.atomic():
+        payment = _locked(order_id)
+        if payment.status != S.AUTHORIZING:
+            return
+        emit("payment.failed", order_id=order_id, payload={"reason": reason}, message=f"Payment failed: {reason}")
+        if not payment.cancel_requested:
+            _set(payment, S.FAILED, decline_code="gateway_timeout")
+            claim_message(event_id, handler)
+            return
+        _set(payment, S.VOIDING, decline_code="gateway_timeout")
+    _compensate(order_id, event_id, handler)
+
+
+def payment_capture(*, event_id: str, order_id: str, handler: str) -> None:
+    if already_processed(event_id, handler):
+        return
+    with transaction.atomic():
+        payment = _locked(order_id)
+        if payment.status in COMPENSATING:
+            resume = True
+        elif payment.status in (S.AUTHORIZED, S.CAPTURING):
+            resume = False
+            _set(payment, S.CAPTURING)
+        else:
+            claim_message(event_id, handler)
+            return
+    if resume:
+        _compensate(order_id, event_id, handler)
+        return
+    response = gateway.capture(
+        key=payment.key("capture"), reference=order_id, authorization_id=payment.authorization_id, amount=payment.amount
+    )
+    with transaction.atomic():
+        payment = _locked(order_id)
+        if payment.status != S.CAPTURING:
+            claim_message(event_id, handler)
+            return
+        if not response.approved:
+            _set(payment, S.VOIDING)
+            emit(
+                "payment.capture_failed",
+                order_id=order_id,
+                payload={"reason": f"capture failed: {response.decline_code}"},
+                message="Payment capture failed",
+            )
+        elif payment.cancel_requested:
+            _set(payment, S.REFUNDING)
+            emit("payment.captured", order_id=order_id, message=f"Payment captured: {payment.currency} {payment.amount}")
+        else:
+            _set(payment, S.CAPTURED)
+            emit("payment.captured", order_id=order_id, message=f"Payment captured: {payment.currency} {payment.amount}")
+            claim_message(event_id, handler)
+            return
+    _compensate(order_id, event_id, handler)
+
+
+def payment_cancel(*, event_id: str, order_id: str, handler: str) -> None:
+    """The order was cancelled: undo whatever the payment did, now or when its in-flight call ends."""
+    if already_processed(event_id, handler):
+        return
+    with transaction.atomic():
+        payment = _locked(order_id)
+        if payment.status == S.PENDING:
+            _set(payment, S.CANCELLED)  # a later authorisation message finds this and does nothing
+        elif payment.status in (S.AUTHORIZING, S.CAPTURING):
+            _set(payment, payment.status, cancel_requested=True)
+        elif payment.status in (S.AUTHORIZED, S.FAILED):
+            _set(payment, S.VOIDING, cancel_requested=True)
+        elif payment.status == S.CAPTURED:
+            _set(payment, S.REFUNDING, cancel_requested=True)
+        if payment.status not in COMPENSATING:
+            claim_message(event_id, handler)
+            return
+    _compensate(order_id, event_id, handler)
+
+
+def _compensate(order_id: str, event_id: str, handler: str) -> None:
+    """Finish a void or refund that was committed as intended (idempotent, resumable)."""
+    payment = Payment.objects.get(order_id=order_id)
+    auth_id = payment.authorization_id or gateway.find_authorization(key=payment.key("authorize"))
+    if payment.status == S.VOIDING:
+        if auth_id:
+            gateway.void(key=payment.key("void"), reference=order_id, authorization_id=auth_id)
+        final, kind, text = S.VOIDED, "payment.voided", "Authorisation voided" if auth_id else "No authorisation to void"
+    else:
+        gateway.refund(key=payment.key("refund"), reference=order_id, authorization_id=auth_id, amount=payment.amount)
+        final, kind, text = S.REFUNDED, "payment.refunded", f"Refunded {payment.currency} {payment.amount}"
+    with transaction.atomic():
+        payment = _locked(order_id)
+        if payment.status in COMPENSATING:
+            _set(payment, final, authorization_id=auth_id)
+            emit(kind, order_id=order_id, message=text)
+        claim_message(event_id, handler)

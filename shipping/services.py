@@ -1,0 +1,82 @@
+"""Shipments: buy a label when the order is ready, follow the carrier's tracking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from shipping import carrier
+from shipping.models import Shipment, ShipmentStatus
+from shop.messaging import already_processed, claim_message
+from shop.outbox import emit
+
+S = ShipmentStatus
+# Carrier status -> (the statuses it may move a shipment from, the new status, the event)
+PROGRESS = {
+    "in_transit": ((S.CREATED,), S.IN_TRANSIT, "shipment.in_transit", "In transit with the carrier"),
+    "delivered": ((S.CREATED, S.IN_TRANSIT), S.DELIVERED, "shipment.delivered", "Delivered by the carrier"),
+}
+
+
+def _locked(order_id: str, address: dict | None = None) -> Shipment:
+    Shipment.objects.bulk_create([Shipment(order_id=order_id, address=address or {})], ignore_conflicts=True)
+    return Shipment.objects.select_for_update().get(order_id=order_id)
+
+
+def shipment_create(*, event_id: str, order_id: str, payload: dict[str, Any], handler: str) -> None:
+    if already_processed(event_id, handler):
+        return
+    with transaction.atomic():
+        shipment = _locked(order_id, payload.get("address"))
+        if shipment.status != S.PENDING:
+            claim_message(event_id, handler)
+            return
+    tracking = carrier.create_label(key=f"label-{order_id}", address=shipment.address)
+    with transaction.atomic():
+        shipment = _locked(order_id)
+        if shipment.status == S.PENDING:
+            shipment.status = S.CREATED
+            shipment.tracking_number = tracking
+            shipment.save()
+            emit(
+                "shipment.created",
+                order_id=order_id,
+                payload={"tracking_number": tracking, "carrier": shipment.carrier},
+                message=f"Label created with {shipment.carrier}: {tracking}",
+            )
+        elif shipment.status == S.CANCELLED:
+            carrier.cancel_label(tracking_number=tracking)
+        claim_message(event_id, handler)
+
+
+def shipment_cancel(*, event_id: str, order_id: str, handler: str) -> None:
+    """Compensation: an order cancelled before its parcel left needs no parcel."""
+    with transaction.atomic():
+        if not claim_message(event_id, handler):
+            return
+        shipment = _locked(order_id)
+        if shipment.status in (S.PENDING, S.CREATED):
+            if shipment.tracking_number:
+                carrier.cancel_label(tracking_number=shipment.tracking_number)
+                emit("shipment.cancelled", order_id=order_id, message="Shipment cancelled")
+            shipment.status = S.CANCELLED
+            shipment.save()
+
+
+def shipments_sync(limit: int = 200) -> int:
+    """Ask the carrier about parcels on their way; record each change once (conditional update)."""
+    open_ = dict(Shipment.objects.filter(status__in=[S.CREATED, S.IN_TRANSIT]).values_list("tracking_number", "order_id")[:limit])
+    changed = 0
+    for update in carrier.track(list(open_)):
+        step = PROGRESS.get(update.status)
+        if step is None:
+            continue
+        sources, target, kind, text = step
+        with transaction.atomic():
+            moved = Shipment.objects.filter(tracking_number=update.tracking_number, status__in=sources).update(status=target)
+            if moved:
+                order_id = open_[update.tracking_number]
+                emit(kind, order_id=order_id, payload={"tracking_number": update.tracking_number}, message=text)
+                changed += 1
+    return changed

@@ -1,0 +1,39 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from shop import deadletters
+from shop.models import DeadLetter, FaultSetting, OutboxEvent, Product
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ("sku", "name", "price", "currency", "active")
+    search_fields = ("sku", "name")
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "order_id", "created_at", "published_at", "publish_attempts", "last_error")
+    list_filter = ("kind", ("published_at", admin.EmptyFieldListFilter))
+    search_fields = ("order_id", "event_id")
+    readonly_fields = [f.name for f in OutboxEvent._meta.fields]
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = ("id", "task", "order_id", "status", "attempts", "error", "created_at")
+    list_filter = ("status", "task")
+    search_fields = ("order_id", "message_id")
+    readonly_fields = [f.name for f in DeadLetter._meta.fields]
+    actions = ["replay"]
+
+    @admin.action(description="Replay the selected dead letters")
+    def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        done = sum(deadletters.replay(letter.pk) for letter in queryset)
+        self.message_user(request, f"Replayed {done} message(s).", messages.SUCCESS)
+
+
+@admin.register(FaultSetting)
+class FaultSettingAdmin(admin.ModelAdmin):
+    list_display = ("name", "value", "updated_at")

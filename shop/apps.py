@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+from django.core import checks
+
+
+class ShopConfig(AppConfig):
+    name = "shop"
+    verbose_name = "Storefront and pipeline plumbing"
+
+    def ready(self) -> None:
+        from shop.checks import check_pipeline_map
+
+        checks.register(check_pipeline_map, checks.Tags.compatibility)

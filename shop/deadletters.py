@@ -1,0 +1,70 @@
+"""Dead letters: park a message that kept failing, and replay it on a staff action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from shop.models import DeadLetter
+from shop.outbox import emit
+
+
+def park(
+    *,
+    task: str,
+    queue: str,
+    message_id: str,
+    order_id: str,
+    kwargs: dict[str, Any],
+    error: str,
+    traceback: str = "",
+    attempts: int = 0,
+) -> DeadLetter | None:
+    """Record the failed message and flag its order on the timeline (once per message)."""
+    try:
+        with transaction.atomic():
+            letter = DeadLetter.objects.create(
+                task=task,
+                queue=queue,
+                message_id=message_id,
+                order_id=order_id,
+                kwargs=kwargs,
+                error=error[:4000],
+                traceback=traceback[-20000:],
+                attempts=attempts,
+            )
+            if order_id:
+                emit(
+                    "order.flagged",
+                    order_id=order_id,
+                    payload={"task": task, "error": error[:500], "dead_letter": letter.pk},
+                    message=f"Step {task.rsplit('.', 1)[-1]} failed after {attempts} attempts; parked for replay",
+                )
+            return letter
+    except IntegrityError:  # already parked
+        return None
+
+
+def replay(letter_id: int) -> bool:
+    """Publish the parked message again, through the outbox, with its original message id.
+
+    The processed-message record makes this safe: a handler that did in fact
+    finish will not act twice.
+    """
+    with transaction.atomic():
+        letter = DeadLetter.objects.select_for_update().get(pk=letter_id)
+        if letter.status != DeadLetter.Status.PARKED:
+            return False
+        letter.status = DeadLetter.Status.REPLAYED
+        letter.replayed_at = timezone.now()
+        letter.save(update_fields=["status", "replayed_at"])
+        emit(
+            "message.replayed",
+            order_id=letter.order_id,
+            payload={"kwargs": letter.kwargs, "dead_letter": letter.pk},
+            message=f"Staff replayed {letter.task.rsplit('.', 1)[-1]}",
+            target_task=letter.task,
+        )
+    return True

@@ -1,0 +1,65 @@
+"""The base class of every pipeline task: retry policy, dead letters, request ids.
+
+A task is a thin, idempotent entry point: it holds this policy and calls one
+service. Transient failures (a gateway timeout, a lost database or broker
+connection) are retried with exponential backoff and jitter, a bounded number of
+times; a message that still fails is parked as a dead letter, with its payload
+and error, and the order is flagged on its timeline. With
+``task_acks_on_failure_or_timeout=False`` the broker message is rejected too, so
+RabbitMQ moves it to the dead-letter exchange.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from shop.errors import TransientError
+from shop.request_context import bind_request_id, reset_request_id
+
+log = logging.getLogger("shop.pipeline")
+
+
+class PipelineTask(Task):
+    autoretry_for = (TransientError, OperationalError, InterfaceError)
+    retry_backoff = True
+    retry_backoff_max = settings.PIPELINE_RETRY_BACKOFF_MAX
+    retry_jitter = True
+    max_retries = settings.PIPELINE_MAX_RETRIES
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        headers = getattr(self.request, "headers", None) or {}
+        request_id = headers.get("request_id") or getattr(self.request, "request_id", None)
+        token = bind_request_id(request_id)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            reset_request_id(token)
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.request.retries >= self.max_retries
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
+        from shop.deadletters import park
+
+        log.error("task %s failed for order %s: %r", self.name, kwargs.get("order_id"), exc)
+        try:
+            park(
+                task=self.name,
+                queue=(self.request.delivery_info or {}).get("routing_key", ""),
+                message_id=str(kwargs.get("event_id") or task_id),
+                order_id=str(kwargs.get("order_id") or ""),
+                kwargs=kwargs,
+                error=repr(exc),
+                traceback=str(einfo),
+                attempts=self.request.retries + 1,
+            )
+        except Exception:  # the database itself may be what failed; the broker's DLX still has it
+            log.exception("could not park dead letter for %s %s", self.name, task_id)
