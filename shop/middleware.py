@@ -6,7 +6,8 @@ import re
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from shop.request_context import bind_request_id, reset_request_id
 
@@ -28,3 +29,28 @@ class RequestIdMiddleware:
             reset_request_id(token)
         response["X-Request-ID"] = request_id
         return response
+
+
+class ApiBodyGuardMiddleware:
+    """Refuse what the API cannot take before anything reads it: 413 for an oversized
+    body, 415 for a body that is not JSON. Answered in the API's error shape."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/api/") and request.method in ("POST", "PUT", "PATCH"):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return _json_error(400, "Content-Length is not a number")
+            if length > limit:
+                return _json_error(413, f"Request body is larger than {limit} bytes")
+            if request.content_type != "application/json":
+                return _json_error(415, "Send the request body as application/json")
+        return self.get_response(request)
+
+
+def _json_error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message, "fields": {}}, status=status)

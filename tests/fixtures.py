@@ -1,0 +1,181 @@
+"""Shared fixtures: a small catalog, an order factory, and the running pipeline."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from tests import harness
+
+CARD_OK = "4242424242424242"
+CARD_DECLINED = "4000000000000002"
+CARD_NO_FUNDS = "4000000000009995"
+CARD_TIMEOUT = "4000000000000119"
+
+
+def order_body(
+    *,
+    sku: str = "SKU-1",
+    quantity: int = 1,
+    card: str = CARD_OK,
+    email: str = "ada@example.com",
+    country: str = "GB",
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {
+        "email": email,
+        "name": "Ada Lovelace",
+        "address": {"line1": "12 Analytical St", "city": "London", "postal_code": "N1 9GU", "country": country},
+        "items": [{"sku": sku, "quantity": quantity}],
+        "card": {"number": card, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+    }
+    body.update(extra)
+    return body
+
+
+@pytest.fixture
+def catalog(transactional_db: None) -> dict[str, int]:
+    """Three products with stock, committed so that worker processes see them."""
+    from inventory.services import stock_receive
+    from shop.models import Product
+
+    stock = {"SKU-1": 100, "SKU-2": 5, "SKU-3": 1}
+    for i, (sku, qty) in enumerate(stock.items()):
+        Product.objects.create(sku=sku, name=f"Product {i + 1}", price=Decimal("10.00") * (i + 1), currency="GBP")
+        stock_receive(sku=sku, quantity=qty)
+    return stock
+
+
+@dataclass
+class Client:
+    """Places orders through the real HTTP API (Django's test client, in process)."""
+
+    client: Any
+
+    def place(self, body: dict[str, Any] | None = None, key: str | None = None, **kw: Any) -> dict[str, Any]:
+        headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+        response = self.client.post(
+            "/api/orders", json.dumps(body or order_body(**kw)), content_type="application/json", **headers
+        )
+        assert response.status_code == 201, response.content
+        return response.json()
+
+
+@pytest.fixture
+def shop_api(client: Any) -> Client:
+    return Client(client)
+
+
+class Pipeline:
+    """The running relay and workers, and ways to wait for orders to finish."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: dict[str, harness.Proc] = {}
+
+    def start(self) -> None:
+        self.procs["worker"] = harness.worker(self.log_dir)
+        self.procs["relay"] = harness.relay(self.log_dir)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {p.name}\n{p.log()[-6000:]}" for p in self.procs.values())
+
+    def wait_terminal(self, order_ids: list[str], timeout: float = 60) -> dict[str, str]:
+        from orders.models import TERMINAL, Order
+
+        def done() -> dict[str, str] | None:
+            statuses = dict(Order.objects.filter(public_id__in=order_ids).values_list("public_id", "status"))
+            return statuses if len(statuses) == len(order_ids) and all(s in TERMINAL for s in statuses.values()) else None
+
+        try:
+            return harness.wait_until(done, timeout, interval=0.2, what=f"{len(order_ids)} orders to finish")
+        except AssertionError:
+            print(self.logs())
+            raise
+
+    def wait_quiet(self, timeout: float = 30) -> None:
+        """Outbox drained and nothing left on the queues: safe to truncate the tables."""
+        from shop.models import OutboxEvent
+
+        def quiet() -> bool:
+            return not OutboxEvent.objects.filter(published_at__isnull=True).exists() and queue_depth() == 0
+
+        harness.wait_until(quiet, timeout, interval=0.2, what="the pipeline to go quiet")
+        time.sleep(0.5)
+
+
+def queue_depth() -> int:
+    from shop.celery import app
+    from shop.events import QUEUES
+
+    total = 0
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for name in QUEUES:
+            try:
+                total += channel.queue_declare(queue=name, passive=True).message_count
+            except Exception:
+                conn.close()
+                channel = conn.default_channel
+    return total
+
+
+@pytest.fixture(scope="session")
+def pipeline_procs(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    with django_db_blocker.unblock():
+        from shop.celery import app
+
+        app.control.purge()
+    pipeline = Pipeline(tmp_path_factory.mktemp("pipeline-logs"))
+    pipeline.start()
+    yield pipeline
+    pipeline.stop()
+
+
+@pytest.fixture
+def pipeline(pipeline_procs: Pipeline, catalog: dict[str, int]) -> Iterator[Pipeline]:
+    for proc in pipeline_procs.procs.values():
+        assert proc.alive(), proc.log()[-3000:]
+    yield pipeline_procs
+    pipeline_procs.wait_quiet()
+
+
+@pytest.fixture
+def fault(transactional_db: None) -> Iterator[Any]:
+    """Set a runtime fault switch for every process; cleared after the test."""
+    from shop import faults
+    from shop.models import FaultSetting
+
+    yield faults.set_switch
+    FaultSetting.objects.all().delete()
+    faults.clear_cache()
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def counts() -> dict[str, int]:
+    """Row counts that bad input must never change."""
+    tables = ["orders_order", "orders_orderline", "shop_outboxevent", "shop_idempotencykey"]
+    with connection.cursor() as cur:
+        out = {}
+        for table in tables:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            out[table] = cur.fetchone()[0]
+        cur.execute("SELECT coalesce(sum(available), 0) FROM inventory_stockitem")
+        out["stock"] = cur.fetchone()[0]
+    return out
