@@ -42,7 +42,8 @@ def test_card_number_is_never_stored(client, catalog):
     post(client, order_body(card="4000056655665556"), key=new_key())
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'jsonb')"
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'jsonb')"
         )
         for table, column in cur.fetchall():
             cur.execute(f'SELECT count(*) FROM "{table}" WHERE "{column}"::text LIKE %s', ["%4000056655665556%"])

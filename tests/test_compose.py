@@ -1,0 +1,45 @@
+"""docker-compose.yml runs exactly the processes that ``manage.py demo`` starts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shop.processes import commands
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+INFRA = {"postgres", "rabbitmq", "migrate"}
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_services_match_the_demo_process_list():
+    services = compose()["services"]
+    expected = commands(host="0.0.0.0", beat_schedule="/tmp/celerybeat-schedule")
+    assert set(services) - INFRA == set(expected)
+    for name, command in expected.items():
+        assert services[name]["command"] == command, name
+
+
+def test_django_services_share_one_definition_and_health_checked_dependencies():
+    services = compose()["services"]
+    for name in set(services) - INFRA:
+        assert services[name]["image"] == "order-pipeline:latest", name
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert "healthcheck" in services["postgres"]
+    assert "healthcheck" in services["rabbitmq"]
+
+
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="docker-compose is not installed (apt-get install docker-compose)"
+)
+def test_docker_compose_config_parses():
+    result = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
