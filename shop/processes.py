@@ -20,7 +20,10 @@ def commands(
     procs = {
         # WSGI with 2 workers was the fastest arrangement measured for the checkout
         # view; the order page polls the API, so no request holds a thread for long.
-        "web": f"granian --interface wsgi --host {host} --port {port} --workers {WEB_WORKERS} --workers-kill-timeout 3 shop.wsgi:application",
+        "web": (
+            f"granian --interface wsgi --host {host} --port {port} --workers {WEB_WORKERS} "
+            "--workers-kill-timeout 3 shop.wsgi:application"
+        ),
         "relay": "python manage.py relay",
     }
     for queue in QUEUES:
