@@ -27,5 +27,19 @@ def bootstrap() -> None:
     if not os.environ.get("DATABASE_URL"):
         from shop import embedded_db
 
-        embedded_db.bootstrap_env(STATE_DIR / "pgdata")
+        embedded_db.bootstrap_env(pgdata_dir())
+        os.environ["SHOP_EMBEDDED_DB"] = "1"
     os.environ.setdefault("CELERY_BROKER_URL", EMBEDDED_BROKER_URL)
+
+
+def pgdata_dir() -> Path:
+    """The embedded server's data directory (orders survive a restart of the demo)."""
+    return STATE_DIR / "pgdata"
+
+
+def embedded_database() -> bool:
+    return os.environ.get("SHOP_EMBEDDED_DB") == "1"
+
+
+def embedded_broker() -> bool:
+    return os.environ.get("CELERY_BROKER_URL", EMBEDDED_BROKER_URL) == EMBEDDED_BROKER_URL

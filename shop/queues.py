@@ -29,7 +29,9 @@ def quorum_arguments() -> dict[str, object]:
 
 
 def celery_queues(*, rabbitmq: bool) -> tuple[Queue, ...]:
-    exchange = Exchange("pipeline", type="direct", durable=True)
+    # A topic exchange: Celery's native delayed delivery (retries with backoff on
+    # quorum queues) does not work with direct exchanges.
+    exchange = Exchange("pipeline", type="topic", durable=True)
     args = quorum_arguments() if rabbitmq else None
     queues = [Queue(name, exchange, routing_key=name, durable=True, queue_arguments=args) for name in QUEUES]
     return tuple(queues)

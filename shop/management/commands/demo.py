@@ -1,0 +1,182 @@
+"""``manage.py demo``: the whole shop in one command.
+
+Starts the database if none is configured (the embedded default), migrates,
+seeds the catalog and the demo staff account, then runs every process of
+``shop/processes.py`` under honcho and prints where to look. Ctrl-C or SIGTERM
+stops every child (process groups: SIGTERM, then SIGKILL), then the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import honcho.manager
+import httpx
+import psutil
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import connections
+
+from shop import bootstrap
+from shop.management.commands.seed import DEMO_STAFF
+from shop.processes import commands
+
+honcho.manager.KILL_WAIT = 8  # a warm Celery shutdown needs a few seconds
+BIN = Path(sys.executable).parent
+
+
+def resolve(command: str) -> str:
+    """Run each process with this interpreter's environment; ``exec`` so signals reach it."""
+    program, _, rest = command.partition(" ")
+    if program == "python":
+        program = sys.executable
+    elif program == "celery":
+        program = f"{sys.executable} -m celery"
+    elif (BIN / program).exists():
+        program = str(BIN / program)
+    return f"exec {program} {rest}"
+
+
+class DemoManager(honcho.manager.Manager):
+    """Honcho, plus a pid file so that a demo killed with SIGKILL leaves no orphans behind."""
+
+    def __init__(self, pid_file: Path) -> None:
+        super().__init__()
+        self.pid_file = pid_file
+
+    def _system_print(self, data: str) -> None:
+        super()._system_print(data)
+        if self._all_started() and not self.pid_file.exists():
+            pids = {name: p["pid"] for name, p in self._processes.items()}
+            self.pid_file.write_text(json.dumps(pids))
+
+
+def kill_leftovers(pid_file: Path) -> int:
+    """Process groups of a previous demo that was killed before it could stop them."""
+    if not pid_file.exists():
+        return 0
+    killed = 0
+    for pid in json.loads(pid_file.read_text() or "{}").values():
+        with contextlib.suppress(ProcessLookupError, PermissionError, psutil.Error):
+            if str(settings.BASE_DIR) in " ".join(psutil.Process(pid).cmdline()) or psutil.Process(pid).cwd() == str(
+                settings.BASE_DIR
+            ):
+                os.killpg(pid, signal.SIGKILL)
+                killed += 1
+    pid_file.unlink()
+    return killed
+
+
+class Command(BaseCommand):
+    help = "Run the whole shop locally: database (embedded if none is configured), web, relay, workers, beat, Flower."
+
+    def add_arguments(self, parser) -> None:  # noqa: ANN001
+        parser.add_argument("--fresh", action="store_true", help="start from an empty embedded database")
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--flower-port", type=int, default=5555)
+        parser.add_argument("--no-example", action="store_true", help="do not place an example order at start")
+
+    def handle(self, *args, fresh: bool, host: str, port: int, flower_port: int, no_example: bool, **options) -> None:  # noqa: ANN002, ANN003
+        state = bootstrap.STATE_DIR
+        state.mkdir(parents=True, exist_ok=True)
+        pid_file = state / "demo.pids"
+        if killed := kill_leftovers(pid_file):
+            self.stdout.write(f"stopped {killed} process group(s) left by an earlier demo")
+        self.prepare_database(fresh)
+        if bootstrap.embedded_broker():
+            from shop.fs_transport import reset
+
+            reset(bootstrap.broker_dir())
+        call_command("migrate", verbosity=0)
+        call_command("seed")
+        call_command("collectstatic", interactive=False, verbosity=0)
+        connections.close_all()
+
+        env = dict(os.environ)
+        env.setdefault("FLOWER_BASIC_AUTH", ":".join(DEMO_STAFF))
+        env.setdefault("SITE_URL", f"http://{host}:{port}")
+        env.setdefault("ALLOWED_HOSTS", f"{host},localhost,127.0.0.1")
+        manager = DemoManager(pid_file)
+        procs = commands(host=host, port=port, flower_port=flower_port, beat_schedule=str(state / "celerybeat-schedule"))
+        for name, command in procs.items():
+            manager.add_process(name, resolve(command), env=env, cwd=str(settings.BASE_DIR))
+        base = f"http://{host}:{port}"
+        threading.Thread(target=self.announce, args=(base, flower_port, host, not no_example), daemon=True).start()
+        try:
+            manager.loop()
+        finally:
+            pid_file.unlink(missing_ok=True)
+            if bootstrap.embedded_database():
+                from shop import embedded_db
+
+                embedded_db.stop(bootstrap.pgdata_dir())
+                self.stdout.write("embedded PostgreSQL stopped")
+        sys.exit(manager.returncode or 0)
+
+    def prepare_database(self, fresh: bool) -> None:
+        if not bootstrap.embedded_database():
+            if fresh:
+                self.stderr.write("--fresh only applies to the embedded database; DATABASE_URL is left as it is")
+            return
+        if fresh:
+            from shop import embedded_db
+
+            connections.close_all()
+            embedded_db.wipe(bootstrap.pgdata_dir())
+            os.environ["DATABASE_URL"] = embedded_db.start(bootstrap.pgdata_dir())
+        self.stdout.write(f"database: embedded PostgreSQL in {bootstrap.pgdata_dir()}")
+
+    def announce(self, base: str, flower_port: int, host: str, example: bool) -> None:
+        """Once the web server answers, place an example order and print where to look."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{base}/api/products", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            self.stderr.write("the web server did not come up within 60 s")
+            return
+        order_url = ""
+        if example:
+            order_url = place_example_order(base)
+        user, password = DEMO_STAFF
+        lines = [
+            "",
+            "The shop is running:",
+            f"  storefront     {base}/",
+            f"  example order  {order_url or '(none)'}",
+            f"  API schema     {base}/api/docs",
+            f"  admin          {base}/admin/   (user {user}, password {password})",
+            f"  Flower         http://{host}:{flower_port}/   (same user and password)",
+            "Press Ctrl-C to stop everything.",
+            "",
+        ]
+        self.stdout.write("\n".join(lines))
+        self.stdout.flush()
+
+
+def place_example_order(base: str) -> str:
+    products = httpx.get(f"{base}/api/products", timeout=5).json()
+    sku = next((p["sku"] for p in products if p["stock"] > 0), None)
+    if sku is None:
+        return ""
+    body = {
+        "email": "ada@example.com",
+        "name": "Ada Lovelace",
+        "address": {"line1": "12 Analytical St", "city": "London", "postal_code": "N1 9GU", "country": "GB"},
+        "items": [{"sku": sku, "quantity": 1}],
+        "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+    }
+    response = httpx.post(f"{base}/api/orders", json=body, timeout=10)
+    return response.json().get("url", "") if response.status_code == 201 else ""
