@@ -78,14 +78,14 @@ def kill_leftovers(pid_file: Path) -> int:
 class Command(BaseCommand):
     help = "Run the whole shop locally: database (embedded if none is configured), web, relay, workers, beat, Flower."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--fresh", action="store_true", help="start from an empty embedded database")
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--flower-port", type=int, default=5555)
         parser.add_argument("--no-example", action="store_true", help="do not place an example order at start")
 
-    def handle(self, *args, fresh: bool, host: str, port: int, flower_port: int, no_example: bool, **options) -> None:  # noqa: ANN002, ANN003
+    def handle(self, *args, fresh: bool, host: str, port: int, flower_port: int, no_example: bool, **options) -> None:
         state = bootstrap.STATE_DIR
         state.mkdir(parents=True, exist_ok=True)
         pid_file = state / "demo.pids"
