@@ -68,3 +68,39 @@ def replay(letter_id: int) -> bool:
             target_task=letter.task,
         )
     return True
+
+
+def drain_broker(limit: int = 100) -> int:
+    """Move messages that RabbitMQ dead-lettered (delivery limit reached: a poison message
+    that kept killing its worker) from the dead-letter queue into ``DeadLetter`` rows,
+    where staff see and replay them. Returns how many were moved."""
+    from shop.celery import app
+    from shop.queues import DEAD_LETTER_QUEUE, declare_dead_letters, is_rabbitmq
+
+    if not is_rabbitmq(app.conf.broker_url):
+        return 0
+    moved = 0
+    with app.connection_for_write() as conn:
+        declare_dead_letters(conn)
+        channel = conn.default_channel
+        for _ in range(limit):
+            message = channel.basic_get(DEAD_LETTER_QUEUE)
+            if message is None:
+                break
+            headers = message.headers or {}
+            body = message.decode()
+            kwargs = body[1] if isinstance(body, list | tuple) and len(body) > 1 and isinstance(body[1], dict) else {}
+            death = (headers.get("x-death") or [{}])[0]
+            park(
+                task=str(headers.get("task", "?")),
+                queue=str(death.get("queue", "")),
+                message_id=str(kwargs.get("event_id") or headers.get("id", "")),
+                order_id=str(kwargs.get("order_id", "")),
+                kwargs=kwargs,
+                error=f"dead-lettered by the broker: {death.get('reason', 'rejected')} "
+                f"after {headers.get('x-delivery-count', death.get('count', '?'))} deliveries",
+                attempts=int(headers.get("x-delivery-count") or death.get("count") or 0),
+            )
+            message.ack()
+            moved += 1
+    return moved

@@ -8,6 +8,8 @@ does not query the table on every call.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import time
 
@@ -30,6 +32,7 @@ DEFAULTS: dict[str, str] = {
     "carrier_delivery_seconds": "6",
 }
 
+_log = logging.getLogger("shop.faults")
 _cache: tuple[float, dict[str, str]] = (0.0, {})
 CACHE_SECONDS = 1.0
 
@@ -81,3 +84,25 @@ def set_switch(name: str, value: str) -> None:
         raise KeyError(name)
     FaultSetting.objects.update_or_create(name=name, defaults={"value": value})
     clear_cache()
+
+
+def maybe_crash(order_id: str, where: str) -> None:
+    """The crash switches: kill this process (as the OOM killer would) while it handles the order.
+
+    ``crash_order`` crashes once per handler (the redelivered message then
+    succeeds); ``poison_order`` crashes every time, until the broker's delivery
+    limit dead-letters the message.
+    """
+    if not order_id:
+        return
+    if get("poison_order") == order_id:
+        _log.error("fault: poison order %s crashes %s", order_id, where)
+        os._exit(9)
+    if get("crash_order") == order_id:
+        from shop.models import FaultSetting
+
+        marker = "crashed:" + hashlib.sha1(f"{order_id}:{where}".encode()).hexdigest()[:24]
+        _, first = FaultSetting.objects.get_or_create(name=marker, defaults={"value": where[:200]})
+        if first:
+            _log.error("fault: order %s crashes %s once", order_id, where)
+            os._exit(9)

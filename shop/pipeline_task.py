@@ -18,6 +18,7 @@ from celery import Task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from shop import faults
 from shop.errors import TransientError
 from shop.request_context import bind_request_id, reset_request_id
 
@@ -37,6 +38,7 @@ class PipelineTask(Task):
         headers = getattr(self.request, "headers", None) or {}
         request_id = headers.get("request_id") or getattr(self.request, "request_id", None)
         token = bind_request_id(request_id)
+        faults.maybe_crash(str(kwargs.get("order_id") or ""), self.name)
         try:
             return super().__call__(*args, **kwargs)
         finally:

@@ -27,10 +27,12 @@ from django.conf import settings
 from django.db import connection
 
 from shop import faults
+from shop.deadletters import drain_broker
 from shop.events import subscribers
 from shop.models import OutboxEvent
 
 log = logging.getLogger("shop.relay")
+DRAIN_SECONDS = 5.0
 
 
 def _table() -> str:
@@ -175,10 +177,15 @@ def run(stop: threading.Event | None = None, *, batch: int = 100) -> None:
     listener = Listener()
     log.info("relay %s started", relay_id)
     backoff = 0.5
+    next_drain = 0.0
     while not stop.is_set():
         try:
             while relay_once(relay_id, batch) == batch and not stop.is_set():
                 pass
+            if time.monotonic() >= next_drain:
+                next_drain = time.monotonic() + DRAIN_SECONDS
+                if moved := drain_broker():
+                    log.warning("parked %d message(s) dead-lettered by the broker", moved)
             backoff = 0.5
         except Exception as exc:  # the database is away: wait and reconnect
             log.warning("relay pass failed: %r", exc)
