@@ -54,3 +54,30 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         missing = [name for name in ("DATABASE_URL", "CELERY_BROKER_URL") if not os.environ.get(name)]
         if missing:
             raise pytest.UsageError(f"REQUIRE_SERVICES=1 but {', '.join(missing)} not set")
+
+
+def _flush_retrying_on_deadlock() -> None:
+    """Worker processes outlive a test: the TRUNCATE that resets the tables can deadlock
+    with one of their last transactions. PostgreSQL aborts the flush; try it again."""
+    import time
+
+    from django.db import OperationalError
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown
+
+    def teardown(self) -> None:  # noqa: ANN001
+        for attempt in range(5):
+            try:
+                return original(self)
+            except Exception as exc:  # CommandError wrapping OperationalError: deadlock detected
+                cause = exc.__cause__ or exc
+                if not isinstance(cause, OperationalError) or "deadlock" not in str(cause) or attempt == 4:
+                    raise
+                time.sleep(0.2)
+        return None
+
+    TransactionTestCase._fixture_teardown = teardown
+
+
+_flush_retrying_on_deadlock()
