@@ -66,7 +66,7 @@ def _flush_retrying_on_deadlock() -> None:
 
     original = TransactionTestCase._fixture_teardown
 
-    def teardown(self) -> None:  # noqa: ANN001
+    def teardown(self) -> None:
         for attempt in range(5):
             try:
                 return original(self)
