@@ -7,6 +7,7 @@ Production differs from the demo only by environment variables: see
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote
 
 import environ
 
@@ -76,6 +77,8 @@ TEMPLATES = [
 # The database is the truth. Django's psycopg pool with CONN_MAX_AGE=0: a WSGI
 # worker reuses connections without holding one per idle thread.
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/shop")}
+# A Unix-socket URL carries its directory percent-encoded as the host (the form psql understands).
+DATABASES["default"]["HOST"] = unquote(DATABASES["default"].get("HOST") or "")
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

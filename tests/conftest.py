@@ -24,6 +24,9 @@ os.environ.setdefault("FAULT_GATEWAY_LATENCY_MS", "5")
 os.environ.setdefault("FAULT_CARRIER_TRANSIT_SECONDS", "0.3")
 os.environ.setdefault("FAULT_CARRIER_DELIVERY_SECONDS", "0.6")
 os.environ.setdefault("CARRIER_POLL_SECONDS", "0.3")
+# Playwright's sync API keeps an event loop running in the test thread once a browser
+# test has started; the ORM calls of later tests are still plain synchronous code.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytest_plugins = ["tests.fixtures"]
 
@@ -81,3 +84,21 @@ def _flush_retrying_on_deadlock() -> None:
 
 
 _flush_retrying_on_deadlock()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    """Debian's Chromium, never a downloaded browser."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+        ],
+    }
