@@ -20,7 +20,7 @@ pytestmark = [
 ]
 
 
-def checkout(page, live_server, card: str) -> None:  # noqa: ANN001
+def checkout(page, live_server, card: str) -> None:
     page.goto(live_server.url + "/")
     page.get_by_role("listitem").filter(has_text="Product 2").get_by_role("button", name="Add to cart").click()
     page.get_by_role("link", name="Cart (1)").click()
