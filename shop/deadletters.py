@@ -75,16 +75,15 @@ def drain_broker(limit: int = 100) -> int:
     that kept killing its worker) from the dead-letter queue into ``DeadLetter`` rows,
     where staff see and replay them. Returns how many were moved."""
     from shop.celery import app
-    from shop.queues import DEAD_LETTER_QUEUE, declare_dead_letters, is_rabbitmq
+    from shop.queues import declare_dead_letters, is_rabbitmq
 
     if not is_rabbitmq(app.conf.broker_url):
         return 0
     moved = 0
     with app.connection_for_write() as conn:
-        declare_dead_letters(conn)
-        channel = conn.default_channel
+        queue = declare_dead_letters(conn)
         for _ in range(limit):
-            message = channel.basic_get(DEAD_LETTER_QUEUE)
+            message = queue.get(no_ack=False, accept=["json"])
             if message is None:
                 break
             headers = message.headers or {}

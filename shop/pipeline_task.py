@@ -38,7 +38,11 @@ class PipelineTask(Task):
         headers = getattr(self.request, "headers", None) or {}
         request_id = headers.get("request_id") or getattr(self.request, "request_id", None)
         token = bind_request_id(request_id)
-        faults.maybe_crash(str(kwargs.get("order_id") or ""), self.name)
+        order_id = str(kwargs.get("order_id") or "")
+        log.info(
+            "%s: %s for order %s (attempt %d)", self.name, kwargs.get("kind", "-"), order_id or "-", self.request.retries + 1
+        )
+        faults.maybe_crash(order_id, self.name)
         try:
             return super().__call__(*args, **kwargs)
         finally:

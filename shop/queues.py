@@ -3,7 +3,7 @@ dead-letter exchange on RabbitMQ, plain queues on the embedded broker."""
 
 from __future__ import annotations
 
-from kombu import Exchange, Queue
+from kombu import Connection, Exchange, Queue
 
 from shop.events import QUEUES, task_queues
 
@@ -44,7 +44,9 @@ def celery_routes() -> dict[str, dict[str, str]]:
     return routes
 
 
-def declare_dead_letters(connection) -> None:
+def declare_dead_letters(connection: Connection) -> Queue:
     """Declare the dead-letter exchange and its queue, where RabbitMQ parks poison messages."""
     dlx = Exchange(DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
-    Queue(DEAD_LETTER_QUEUE, dlx, durable=True, queue_arguments={"x-queue-type": "quorum"})(connection.default_channel).declare()
+    queue = Queue(DEAD_LETTER_QUEUE, dlx, durable=True, queue_arguments={"x-queue-type": "quorum"})(connection.default_channel)
+    queue.declare()
+    return queue

@@ -30,6 +30,7 @@ from shop import faults
 from shop.deadletters import drain_broker
 from shop.events import subscribers
 from shop.models import OutboxEvent
+from shop.request_context import bind_request_id, reset_request_id
 
 log = logging.getLogger("shop.relay")
 DRAIN_SECONDS = 5.0
@@ -79,9 +80,17 @@ def messages_for(row: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any
 
 def publish(row: dict[str, Any]) -> None:
     """Publish one event to each subscriber; returns only once the broker confirmed every copy."""
+    copies = 2 if faults.enabled("duplicate_publish") else 1
+    token = bind_request_id(row["request_id"] or None)  # the relay's own log lines name the request too
+    try:
+        _publish_copies(row, copies)
+    finally:
+        reset_request_id(token)
+
+
+def _publish_copies(row: dict[str, Any], copies: int) -> None:
     from shop.celery import app
 
-    copies = 2 if faults.enabled("duplicate_publish") else 1
     for task, queue, message_id, kwargs in messages_for(row):
         for _ in range(copies):
             app.tasks[task].apply_async(
