@@ -1,0 +1,284 @@
+"""The embedded broker: kombu's ``filesystem://`` transport, made atomic (``fsatomic://``).
+
+kombu's filesystem transport keeps a broker in plain folders: it works across processes
+and supports fanout (so ``celery inspect``, events and Flower work) with no server to run.
+Stock, it has two defects this subclass removes:
+
+* a producer creates the message file and only then writes it, so a consumer can claim an
+  empty or half-written file, fail to decode it and crash (kombu issue 1551);
+* a consumer claims a message by moving it into the system temp dir, which may be another
+  filesystem (a copy, not an atomic rename), and deletes it as soon as it has been read.
+
+Here every step is one ``os.replace`` within one filesystem (all folders under one base dir):
+
+* publish: the message is written to ``staging/`` and renamed into ``queue/``, so a reader
+  only ever sees complete files;
+* claim: ``queue/<name>`` is renamed to ``claimed/<pid>@<host>/<name>``; exactly one consumer
+  wins the rename, the others get ``FileNotFoundError`` and try the next file;
+* ack: the claimed file is deleted (or moved to ``processed/`` with ``store_processed``) only
+  on ack or reject; a requeue, and kombu's restore of unacked messages when a channel closes,
+  publish it again flagged ``redelivered``; ``no_ack`` consumers settle at once;
+* recovery: the claimed folder of a process of this host that no longer exists is moved back
+  into ``queue/`` when a channel opens, and every ``recover_every`` seconds while a consumer
+  finds its queues empty; so a task held by a worker that was SIGKILLed is delivered again.
+
+Names keep kombu's scheme ``<time>_<uuid>.<queue>.msg`` (sorted names are FIFO), with the time
+as zero-padded wall-clock nanoseconds: kombu's monotonic milliseconds restart at boot and are
+not padded, so they stop sorting after a reboot. Exchange tables live in ``control/`` as in kombu;
+a table file is created whole (a link of a staged file) instead of created empty and then
+written, which could let a concurrent binder truncate it or a reader decode an empty file.
+
+Limitations, honestly: recovery relies on pids, so it works on one host only, a reused pid
+delays it until that process ends too, and a process that hangs keeps its claims (there is no
+visibility timeout); recovered messages are not flagged ``redelivered``;
+nothing is fsynced (survives process crashes, not power loss); there are no priorities, TTLs or
+dead letters, and consumers poll (latency up to ``polling_interval``). Bindings and the queues of
+event consumers that are gone survive restarts: call :func:`reset` when starting afresh.
+RabbitMQ remains the broker for anything beyond one host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from queue import Empty
+from typing import Any, ClassVar
+
+from kombu.exceptions import ChannelError
+from kombu.transport import TRANSPORT_ALIASES, filesystem, virtual
+from kombu.utils.json import dumps, loads
+
+ALIAS = "fsatomic"
+FOLDERS = ("queue", "staging", "claimed", "processed", "control")
+
+
+def register() -> None:
+    """Make ``fsatomic://`` resolve to this transport (kombu looks URL schemes up in this table)."""
+    TRANSPORT_ALIASES[ALIAS] = f"{__name__}:Transport"
+
+
+def transport_options(base_dir: Path) -> dict[str, Any]:
+    """``broker_transport_options`` for a broker kept under ``base_dir`` (folders are created)."""
+    folders = {name: Path(base_dir, name).resolve() for name in FOLDERS}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folders["queue"]),
+        "data_folder_out": str(folders["queue"]),
+        "staging_folder": str(folders["staging"]),
+        "claimed_folder": str(folders["claimed"]),
+        "processed_folder": str(folders["processed"]),
+        "control_folder": str(folders["control"]),
+        "store_processed": False,
+        "polling_interval": 0.1,  # kombu's default of 1 s makes every hop of a demo order visibly slow
+    }
+
+
+def reset(base_dir: Path) -> None:
+    """Empty every folder of the broker: messages, claims, bindings and orphaned event queues."""
+    for name in FOLDERS:
+        shutil.rmtree(Path(base_dir, name), ignore_errors=True)
+    Transport.states.pop(_control_key(transport_options(base_dir)), None)
+
+
+def _control_key(options: dict[str, Any]) -> str:
+    return str(Path(options.get("control_folder", "control")).resolve())
+
+
+def queue_of(name: str) -> str:
+    """The queue a message file belongs to (kombu's scheme: ``<time>_<uuid>.<queue>.msg``)."""
+    return name.partition(".")[2].removesuffix(".msg")
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie that was not reaped yet is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class QoS(virtual.QoS):
+    """kombu's QoS, settling the claimed file when a message is acked or rejected."""
+
+    def ack(self, delivery_tag: str) -> None:
+        self.channel._settle(delivery_tag)
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        super().reject(delivery_tag, requeue=requeue)  # a requeue publishes again and settles
+        self.channel._settle(delivery_tag)
+
+
+class Channel(filesystem.Channel):
+    """Publishes through ``staging/``, claims into ``claimed/<pid>@<host>/``, settles on ack.
+
+    The delivery tag of a claimed message is the path of its claimed file, so an ack from any
+    thread needs no shared state.
+    """
+
+    QoS = QoS
+    recover_every = 30.0  # seconds between looks for claims of dead processes while idle
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        opts = self.transport_options
+        self.queue_in = Path(self.data_folder_in).resolve()
+        self.queue_out = Path(self.data_folder_out).resolve()
+        self.staging = Path(opts.get("staging_folder", self.queue_out.parent / "staging")).resolve()
+        self.claimed = Path(opts.get("claimed_folder", self.queue_in.parent / "claimed")).resolve()
+        for folder in (self.queue_out, self.staging, self.claimed, self.control_folder):
+            folder.mkdir(parents=True, exist_ok=True)
+        if self.store_processed:
+            Path(self.processed_folder).mkdir(parents=True, exist_ok=True)
+        self._pending: dict[str, deque[str]] = {}  # a sorted listing per queue, used up before listing again
+        self._no_ack: set[str] = set()
+        self._host = socket.gethostname()
+        self._recovered_at = 0.0
+        self._recover()
+
+    def _write(self, queue: str, payload: dict[str, Any], stamp: str | None = None) -> None:
+        name = f"{stamp or f'{time.time_ns():020d}'}_{uuid.uuid4()}.{queue}.msg"
+        staged = self.staging / name
+        try:
+            staged.write_bytes(dumps(payload).encode())
+            os.replace(staged, self.queue_out / name)
+        except OSError as exc:
+            raise ChannelError(f"Cannot publish {name!r}") from exc
+
+    def _put(self, queue: str, payload: dict[str, Any], **kwargs: Any) -> None:
+        """Write the message beside the queue folder, then rename it in: never a partial file."""
+        self._write(queue, payload)
+
+    def _get(self, queue: str) -> dict[str, Any]:
+        """Claim the oldest ready message of ``queue`` by renaming it into this process's folder."""
+        pending = self._pending.setdefault(queue, deque())
+        for _ in range(2):  # a used-up listing may be stale: list once more before reporting empty
+            if not pending:
+                pending.extend(sorted(n for n in os.listdir(self.queue_in) if queue_of(n) == queue))
+            if not pending:
+                break
+            mine = self.claimed / f"{os.getpid()}@{self._host}"  # per call: a forked child claims as itself
+            mine.mkdir(exist_ok=True)
+            while pending:
+                name = pending.popleft()
+                try:
+                    os.replace(self.queue_in / name, mine / name)
+                    payload = loads((mine / name).read_bytes())
+                except FileNotFoundError:  # another consumer won this one
+                    continue
+                payload["properties"]["delivery_tag"] = tag = str(mine / name)
+                if queue in self._no_ack:
+                    self._settle(tag)
+                return payload
+        if time.monotonic() - self._recovered_at > self.recover_every:
+            self._recover()
+        raise Empty()
+
+    def _claim(self, tag: Any) -> Path | None:
+        """The claimed file a delivery tag names, if it is one of ours."""
+        if isinstance(tag, str) and Path(tag).parent.parent == self.claimed:
+            return Path(tag)
+        return None
+
+    def _settle(self, tag: Any) -> None:
+        """Done with a message: delete its claimed file, or keep it in ``processed/``."""
+        if (path := self._claim(tag)) is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            if self.store_processed:
+                os.replace(path, Path(self.processed_folder, path.name))
+            else:
+                path.unlink()
+
+    def _restore(self, message: Any) -> None:
+        """Requeue an unacked message to the queue it was claimed from, keeping its place in line."""
+        if (path := self._claim(message.delivery_tag)) is None or not path.exists():
+            return super()._restore(message)
+        payload = message.serializable()
+        payload["properties"]["delivery_info"]["redelivered"] = True
+        queue = queue_of(path.name)
+        self._write(queue, payload, stamp=path.name.partition("_")[0])
+        path.unlink(missing_ok=True)
+        self._pending.pop(queue, None)  # list again: the message is back at the head of its queue
+        return None
+
+    def _recover(self) -> None:
+        """Move the claims of processes of this host that are gone back into the queue folder."""
+        self._recovered_at = time.monotonic()
+        for owner in os.scandir(self.claimed):
+            pid, _, host = owner.name.partition("@")
+            if host != self._host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                for name in os.listdir(owner.path):
+                    with contextlib.suppress(FileNotFoundError):  # another process recovers it
+                        os.replace(os.path.join(owner.path, name), self.queue_in / name)
+            with contextlib.suppress(OSError):
+                os.rmdir(owner.path)
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        """Create the exchange table whole before kombu updates it under its lock."""
+        table = self._exchange_file(exchange)
+        if not table.exists():
+            staged = self.staging / f"{uuid.uuid4()}.exchange"
+            staged.write_bytes(b"[]")
+            try:
+                os.link(staged, table)
+            except FileExistsError:
+                pass
+            finally:
+                staged.unlink()
+        super()._queue_bind(exchange, routing_key, pattern, queue)
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack.add(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        queue = self._tag_to_queue.get(consumer_tag)
+        result = super().basic_cancel(consumer_tag)
+        if queue not in self._tag_to_queue.values():
+            self._no_ack.discard(queue)
+        return result
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        message = super().basic_get(queue, no_ack=no_ack, **kwargs)
+        if message is not None and no_ack:
+            self._settle(message.delivery_tag)
+        return message
+
+
+class Transport(filesystem.Transport):
+    """``fsatomic://``: kombu's filesystem transport with atomic publish, claim and recovery."""
+
+    Channel = Channel
+    driver_name = ALIAS
+    #: Declared exchanges and bindings per control folder. kombu keeps one state per process
+    #: and skips writing a binding it remembers, so a second broker folder would miss it.
+    states: ClassVar[dict[str, virtual.BrokerState]] = {}
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self.state = self.states.setdefault(_control_key(client.transport_options), virtual.BrokerState())
+
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        """No host to default to (kombu's ``localhost`` only earns a warning in every log)."""
+        return {"port": self.default_port}
+
+
+register()
