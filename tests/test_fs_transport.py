@@ -279,7 +279,8 @@ def test_celery_worker_executes_a_task_and_answers_ping_and_sends_events(tmp_pat
     (tmp_path / "fsapp.py").write_text(CELERY_APP.format(module=fs_transport.__file__, base=str(tmp_path)))
     app = Celery("probe", broker="fsatomic://", set_as_current=False)
     app.conf.broker_transport_options = transport_options(tmp_path / "broker")
-    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    # The worker's broker is the one its app names: no project settings, no CELERY_* from the environment.
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE" and not key.startswith("CELERY_")}
     env["PYTHONPATH"] = str(tmp_path)
     command = [sys.executable, "-m", "celery", "-A", "fsapp", "worker", "-c", "1", "-n", "fsworker@%h", "-l", "INFO"]
     with (tmp_path / "worker.log").open("wb") as log:

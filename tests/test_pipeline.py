@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -111,13 +112,15 @@ def test_every_event_delivered_twice_takes_effect_once(pipeline, shop_api, fault
 def test_race_for_the_last_units(pipeline, live_server):
     """12 concurrent checkouts for the last 5 units: exactly 5 are delivered, stock ends at 0."""
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as client:
-            return await asyncio.gather(
-                *(client.post("/api/orders", json=order_body(sku="SKU-2", quantity=1)) for _ in range(12))
-            )
+    barrier = threading.Barrier(12)
 
-    responses = asyncio.run(burst())
+    def checkout(_: int) -> httpx.Response:
+        with httpx.Client(base_url=live_server.url, timeout=30) as client:
+            barrier.wait()  # all twelve at once
+            return client.post("/api/orders", json=order_body(sku="SKU-2", quantity=1))
+
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(checkout, range(12)))
     assert [r.status_code for r in responses].count(201) + [r.status_code for r in responses].count(422) == 12
     ids = [r.json()["id"] for r in responses if r.status_code == 201]
     statuses = pipeline.wait_terminal(ids)
