@@ -274,8 +274,10 @@ def touch(name):
 """
 
 
-def test_celery_worker_executes_a_task_and_answers_ping_and_sends_events(tmp_path: Path) -> None:
+def test_celery_worker_executes_a_task_and_answers_ping_and_sends_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A prefork worker acking late: the task runs, the worker answers a broadcast, events flow."""
+    # Celery prefers CELERY_BROKER_URL from the environment over the broker an app names.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     (tmp_path / "fsapp.py").write_text(CELERY_APP.format(module=fs_transport.__file__, base=str(tmp_path)))
     app = Celery("probe", broker="fsatomic://", set_as_current=False)
     app.conf.broker_transport_options = transport_options(tmp_path / "broker")
