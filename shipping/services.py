@@ -17,6 +17,8 @@ PROGRESS = {
     "in_transit": ((S.CREATED,), S.IN_TRANSIT, "shipment.in_transit", "In transit with the carrier"),
     "delivered": ((S.CREATED, S.IN_TRANSIT), S.DELIVERED, "shipment.delivered", "Delivered by the carrier"),
 }
+# A carrier's tracking is a history of scans: a parcel first seen as delivered was in transit before.
+SCANS = {"in_transit": ("in_transit",), "delivered": ("in_transit", "delivered")}
 
 
 def _locked(order_id: str, address: dict | None = None) -> Shipment:
@@ -69,14 +71,12 @@ def shipments_sync(limit: int = 200) -> int:
     open_ = dict(Shipment.objects.filter(status__in=[S.CREATED, S.IN_TRANSIT]).values_list("tracking_number", "order_id")[:limit])
     changed = 0
     for update in carrier.track(list(open_)):
-        step = PROGRESS.get(update.status)
-        if step is None:
-            continue
-        sources, target, kind, text = step
-        with transaction.atomic():
-            moved = Shipment.objects.filter(tracking_number=update.tracking_number, status__in=sources).update(status=target)
-            if moved:
-                order_id = open_[update.tracking_number]
-                emit(kind, order_id=order_id, payload={"tracking_number": update.tracking_number}, message=text)
-                changed += 1
+        for scan in SCANS.get(update.status, ()):
+            sources, target, kind, text = PROGRESS[scan]
+            with transaction.atomic():
+                moved = Shipment.objects.filter(tracking_number=update.tracking_number, status__in=sources).update(status=target)
+                if moved:
+                    order_id = open_[update.tracking_number]
+                    emit(kind, order_id=order_id, payload={"tracking_number": update.tracking_number}, message=text)
+                    changed += 1
     return changed
