@@ -90,10 +90,16 @@ def drain_broker(limit: int = 100) -> int:
             body = message.decode()
             kwargs = body[1] if isinstance(body, list | tuple) and len(body) > 1 and isinstance(body[1], dict) else {}
             death = (headers.get("x-death") or [{}])[0]
+            task = str(headers.get("task", "?"))
+            message_id = str(kwargs.get("event_id") or headers.get("id", ""))
+            if DeadLetter.objects.filter(task=task, message_id=message_id).exists():
+                # The task parked it itself before rejecting it: this copy adds nothing.
+                message.ack()
+                continue
             park(
-                task=str(headers.get("task", "?")),
+                task=task,
                 queue=str(death.get("queue", "")),
-                message_id=str(kwargs.get("event_id") or headers.get("id", "")),
+                message_id=message_id,
                 order_id=str(kwargs.get("order_id", "")),
                 kwargs=kwargs,
                 error=f"dead-lettered by the broker: {death.get('reason', 'rejected')} "

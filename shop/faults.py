@@ -23,7 +23,7 @@ SWITCHES: dict[str, str] = {
     "crash_order": "Public id of an order whose handlers crash their process once (os._exit)",
     "poison_order": "Public id of an order whose handlers crash their process every time",
     "duplicate_publish": "1 to publish every event twice",
-    "relay_crash_after_publish": "1 to make the relay exit between publishing a batch and marking it",
+    "relay_crash_after_publish": "1 to SIGKILL the relay between publishing a batch and marking it",
 }
 
 DEFAULTS: dict[str, str] = {

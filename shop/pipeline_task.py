@@ -11,6 +11,7 @@ RabbitMQ moves it to the dead-letter exchange.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -20,9 +21,16 @@ from django.db import InterfaceError, OperationalError
 
 from shop import faults
 from shop.errors import TransientError
+from shop.events import task_queues
+from shop.messaging import check_message
 from shop.request_context import bind_request_id, reset_request_id
 
 log = logging.getLogger("shop.pipeline")
+
+
+@functools.cache
+def _pipeline_tasks() -> frozenset[str]:
+    return frozenset(task_queues())
 
 
 class PipelineTask(Task):
@@ -44,6 +52,8 @@ class PipelineTask(Task):
         )
         faults.maybe_crash(order_id, self.name)
         try:
+            if self.name in _pipeline_tasks():
+                check_message(kwargs)
             return super().__call__(*args, **kwargs)
         finally:
             reset_request_id(token)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -136,8 +137,8 @@ def relay_once(relay_id: str, limit: int = 100) -> int:
                 break
             done.append(row["id"])
         if done and faults.enabled("relay_crash_after_publish"):
-            log.error("fault: relay exits between publish and mark")
-            os._exit(17)
+            log.error("fault: relay killed between publish and mark")
+            os.kill(os.getpid(), signal.SIGKILL)
     finally:
         if done:
             mark_published(relay_id, done)
