@@ -275,6 +275,14 @@ def stop(data_dir: Path = DEFAULT_DATA_DIR, timeout: float = 10) -> None:
                 return
 
 
+def restart(data_dir: Path = DEFAULT_DATA_DIR, mode: str = "immediate") -> None:
+    """Restart a running server; ``immediate`` is a crash as far as clients can tell (fault tests)."""
+    data_dir = _resolve(data_dir)
+    with _locked(data_dir):
+        log = data_dir / "server.log"
+        _run([_bin("pg_ctl"), "-D", str(data_dir), "-l", str(log), "-m", mode, "-w", "-t", "60", "restart"], _server_user())
+
+
 def is_running(data_dir: Path = DEFAULT_DATA_DIR) -> bool:
     """Whether a live postmaster serves data_dir (a stale postmaster.pid does not count)."""
     return server_pid(data_dir) is not None

@@ -81,14 +81,17 @@ class Pipeline:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.procs: dict[str, harness.Proc] = {}
+        self.stopped = True
 
     def start(self) -> None:
         self.procs["worker"] = harness.worker(self.log_dir)
         self.procs["relay"] = harness.relay(self.log_dir)
+        self.stopped = False
 
     def stop(self) -> None:
         for proc in self.procs.values():
             proc.stop()
+        self.stopped = True
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name}\n{p.log()[-6000:]}" for p in self.procs.values())
@@ -104,6 +107,7 @@ class Pipeline:
             return harness.wait_until(done, timeout, interval=0.2, what=f"{len(order_ids)} orders to finish")
         except AssertionError:
             print(self.logs())
+            print(describe_open(order_ids))
             raise
 
     def wait_quiet(self, timeout: float = 30) -> None:
@@ -115,6 +119,18 @@ class Pipeline:
 
         harness.wait_until(quiet, timeout, interval=0.2, what="the pipeline to go quiet")
         time.sleep(0.5)
+
+
+def describe_open(order_ids: list[str]) -> str:
+    """The orders that did not finish, with their timelines: what a failed wait prints."""
+    from orders.models import TERMINAL, Order
+    from shop.models import OutboxEvent
+
+    lines = []
+    for order in Order.objects.filter(public_id__in=order_ids).exclude(status__in=TERMINAL):
+        kinds = list(OutboxEvent.objects.filter(order_id=order.public_id).order_by("id").values_list("kind", "published_at"))
+        lines.append(f"{order.public_id} {order.status}: " + ", ".join(f"{k}{'' if p else ' (unpublished)'}" for k, p in kinds))
+    return "\n".join(lines)
 
 
 def queue_depth() -> int:
@@ -141,12 +157,28 @@ def pipeline_procs(django_db_setup: None, django_db_blocker: Any, tmp_path_facto
         app.control.purge()
     pipeline = Pipeline(tmp_path_factory.mktemp("pipeline-logs"))
     pipeline.start()
+    _shared.append(pipeline)
     yield pipeline
+    _shared.remove(pipeline)
     pipeline.stop()
+
+
+# The session's shared pipeline, if one was started: fault tests stop it to run processes of their own.
+_shared: list[Pipeline] = []
+
+
+@pytest.fixture
+def without_shared_pipeline() -> None:
+    """Only this test's processes consume the queues (the shared ones start again when next needed)."""
+    for pipeline in _shared:
+        if not pipeline.stopped:
+            pipeline.stop()
 
 
 @pytest.fixture
 def pipeline(pipeline_procs: Pipeline, catalog: dict[str, int]) -> Iterator[Pipeline]:
+    if pipeline_procs.stopped:
+        pipeline_procs.start()
     for proc in pipeline_procs.procs.values():
         assert proc.alive(), proc.log()[-3000:]
     yield pipeline_procs

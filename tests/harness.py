@@ -75,9 +75,9 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
 
-def worker(
-    log_dir: Path, *, name: str = "all", queues: str = ALL_QUEUES, concurrency: int = 2, beat: bool = True, **env: str
-) -> Proc:
+def worker_argv(
+    log_dir: Path, *, name: str = "all", queues: str = ALL_QUEUES, concurrency: int = 2, beat: bool = True
+) -> list[str]:
     argv = [
         sys.executable,
         "-m",
@@ -100,11 +100,22 @@ def worker(
     ]
     if beat:
         argv += ["-B", "-s", str(log_dir / f"{name}-beat-schedule")]
+    return argv
+
+
+def relay_argv() -> list[str]:
+    return [sys.executable, "manage.py", "relay"]
+
+
+def worker(
+    log_dir: Path, *, name: str = "all", queues: str = ALL_QUEUES, concurrency: int = 2, beat: bool = True, **env: str
+) -> Proc:
+    argv = worker_argv(log_dir, name=name, queues=queues, concurrency=concurrency, beat=beat)
     return Proc(f"worker-{name}", argv, log_dir, child_env(**env))
 
 
 def relay(log_dir: Path, *, name: str = "relay", **env: str) -> Proc:
-    return Proc(name, [sys.executable, "manage.py", "relay"], log_dir, child_env(**env))
+    return Proc(name, relay_argv(), log_dir, child_env(**env))
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.1, what: str = "condition") -> object:

@@ -131,9 +131,9 @@ def test_race_for_the_last_units(pipeline, live_server):
     assert (stock.available, stock.reserved, stock.shipped) == (0, 0, 5)
 
 
-def test_checkout_confirms_while_the_broker_is_unreachable(pipeline_procs, catalog, shop_api, tmp_path):
+def test_checkout_confirms_while_the_broker_is_unreachable(pipeline, shop_api, tmp_path):
     """A relay that cannot reach its broker leaves events in the outbox; checkout never notices."""
-    pipeline_procs.procs["relay"].stop()
+    pipeline.procs["relay"].stop()
     dead = relay(tmp_path, name="relay-no-broker", CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:1//")
     try:
         ids = [shop_api.place()["id"] for _ in range(3)]
@@ -142,6 +142,6 @@ def test_checkout_confirms_while_the_broker_is_unreachable(pipeline_procs, catal
         assert pending.count() == 3
     finally:
         dead.stop()
-    pipeline_procs.procs["relay"] = relay(pipeline_procs.log_dir)
-    assert set(pipeline_procs.wait_terminal(ids).values()) == {"delivered"}
-    pipeline_procs.wait_quiet()
+    pipeline.procs["relay"] = relay(pipeline.log_dir)
+    assert set(pipeline.wait_terminal(ids).values()) == {"delivered"}
+    pipeline.wait_quiet()
