@@ -187,12 +187,14 @@ def _shipped(order: Order, payload: dict[str, Any]) -> None:
 
 
 def _in_transit(order: Order, payload: dict[str, Any]) -> None:
+    _shipped(order, payload)  # a carrier scan can overtake shipment.created: it implies the hand-over
     if order.status == OrderStatus.SHIPPED:
         order.mark_in_transit()
         _save(order)
 
 
 def _delivered(order: Order, payload: dict[str, Any]) -> None:
+    _shipped(order, payload)
     if order.status in (OrderStatus.SHIPPED, OrderStatus.IN_TRANSIT):
         order.deliver()
         _save(order)

@@ -101,8 +101,10 @@ def run(*, deadline_seconds: float = 120, expected_orders: list[str] | None = No
             bad(Finding("captured-not-shipped", reference, f"payment captured while the order is {status}"))
         if status == OrderStatus.CANCELLED and "authorize" in done and not done & {"void", "refund"}:
             bad(Finding("authorisation-left-open", reference, "cancelled order with an authorisation never voided"))
-        if status == OrderStatus.DELIVERED and "capture" not in done:
-            bad(Finding("delivered-not-charged", reference, "delivered without a captured payment"))
+
+    for order_id, status in statuses.items():  # also orders the gateway never heard of
+        if status == OrderStatus.DELIVERED and "capture" not in ops.get(order_id, set()):
+            bad(Finding("delivered-not-charged", order_id, "delivered without a captured payment"))
 
     # 3. At most one email per order and kind, counted in the mailbox itself.
     for order_id, kind, n in _rows(

@@ -58,7 +58,7 @@ CARDS = (  # (number, weight): mostly good cards, some declines and gateway time
 
 def database_url() -> str:
     """The URL of the database Django is using, for child processes."""
-    db = settings.DATABASES["default"]
+    db = connection.settings_dict
     host = db.get("HOST") or "localhost"
     host = quote(host, safe="") if host.startswith("/") else host
     auth = quote(db.get("USER") or "postgres", safe="")
@@ -621,6 +621,7 @@ def run(
     from orders.models import Order
     from shop import audit
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the faults
     rng = random.Random(seed)
     broker = "rabbitmq" if is_rabbitmq(settings.CELERY_BROKER_URL) else "filesystem"
     summary = Summary(seed=seed, orders_requested=orders, rate=rate, broker=broker)
@@ -710,6 +711,23 @@ def _wait_http(url: str, timeout: float) -> None:
                 return
         time.sleep(0.3)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def use_fresh_database(name: str) -> None:
+    """Point Django at a new, migrated database of this name on the same server (dropped first if it exists)."""
+    import psycopg
+    from django.core.management import call_command
+    from psycopg import sql
+
+    connection.close()
+    db = connection.settings_dict
+    params = {"host": db.get("HOST") or None, "port": db.get("PORT") or None, "user": db.get("USER") or None}
+    with psycopg.connect(dbname="postgres", password=db.get("PASSWORD") or None, autocommit=True, **params) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    db["NAME"] = name
+    settings.DATABASES["default"]["NAME"] = name
+    call_command("migrate", verbosity=0)
 
 
 def write_json(summary: Summary, path: Path) -> None:

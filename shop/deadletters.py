@@ -75,6 +75,7 @@ def drain_broker(limit: int = 100) -> int:
     that kept killing its worker) from the dead-letter queue into ``DeadLetter`` rows,
     where staff see and replay them. Returns how many were moved."""
     from shop.celery import app
+    from shop.events import task_queues
     from shop.queues import declare_dead_letters, is_rabbitmq
 
     if not is_rabbitmq(app.conf.broker_url):
@@ -92,6 +93,10 @@ def drain_broker(limit: int = 100) -> int:
             death = (headers.get("x-death") or [{}])[0]
             task = str(headers.get("task", "?"))
             message_id = str(kwargs.get("event_id") or headers.get("id", ""))
+            if task not in task_queues():
+                # Not a pipeline step: a periodic carrier poll that expired in the queue. The next one replaces it.
+                message.ack()
+                continue
             if DeadLetter.objects.filter(task=task, message_id=message_id).exists():
                 # The task parked it itself before rejecting it: this copy adds nothing.
                 message.ack()

@@ -16,6 +16,7 @@ from orders.models import Order
 from orders.payments import services as payments
 from orders.payments.models import GatewayTransaction, Payment
 from shop.checkout import CheckoutRequest, place
+from shop.models import OutboxEvent
 from tests.fixtures import order_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,6 +65,21 @@ def test_out_of_order_events_never_move_an_order_backwards(catalog):
     assert Order.objects.get(pk=order.pk).status == "cancelled"
     orders.order_apply_event(event_id=event(), kind="payment.authorized", order_id=oid, payload={})
     assert Order.objects.get(pk=order.pk).status == "cancelled"
+
+
+def test_a_carrier_scan_that_overtakes_shipment_created_still_delivers(catalog):
+    """shipment.in_transit and shipment.delivered can reach the orders queue before
+    shipment.created (a worker paused or killed holding it): the order must not stall."""
+    oid = new_order().public_id
+    for kind in ("payment.authorized", "fraud.cleared", "stock.reserved"):
+        orders.order_apply_event(event_id=event(), kind=kind, order_id=oid, payload={})
+    orders.order_apply_event(event_id=event(), kind="shipment.delivered", order_id=oid, payload={"tracking_number": "T1"})
+    assert Order.objects.get(public_id=oid).status == "delivered"
+    orders.order_apply_event(event_id=event(), kind="shipment.created", order_id=oid, payload={"tracking_number": "T1"})
+    orders.order_apply_event(event_id=event(), kind="shipment.in_transit", order_id=oid, payload={"tracking_number": "T1"})
+    assert Order.objects.get(public_id=oid).status == "delivered"
+    kinds = list(OutboxEvent.objects.filter(order_id=oid).values_list("kind", flat=True))
+    assert kinds.count("order.shipped") == 1 and kinds.count("order.delivered") == 1
 
 
 def test_the_same_event_twice_readies_the_order_once(catalog):

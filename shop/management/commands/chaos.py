@@ -23,14 +23,18 @@ class Command(BaseCommand):
         parser.add_argument("--faults", default=",".join(chaos.FAULT_KINDS), help="comma-separated fault kinds")
         parser.add_argument("--json", type=Path, default=Path("bench/results/chaos.json"), help="where to write the summary")
         parser.add_argument("--logs", type=Path, help="folder for the processes' logs (default: a temp dir)")
+        parser.add_argument(
+            "--database", default="shop_chaos", help="database created afresh for the run, on the configured server"
+        )
 
-    def handle(self, *args, orders, rate, seed, interval, faults, json, logs, **options) -> None:
+    def handle(self, *args, orders, rate, seed, interval, faults, json, logs, database, **options) -> None:
         kinds = [k for k in faults.split(",") if k]
         unknown = set(kinds) - set(chaos.FAULT_KINDS)
         if unknown:
             self.stderr.write(f"unknown fault kinds: {', '.join(sorted(unknown))}")
             sys.exit(2)
         log_dir = logs or Path(tempfile.mkdtemp(prefix="shop-chaos-"))
+        chaos.use_fresh_database(database)  # the run's orders never mix with the demo's
         self.stdout.write(f"chaos: {orders} orders at {rate}/s, seed {seed}, logs in {log_dir}")
         summary = chaos.run(orders=orders, rate=rate, seed=seed, interval=interval, kinds=kinds, log_dir=log_dir)
         chaos.write_json(summary, json)
