@@ -1,5 +1,6 @@
 """``manage.py chaos``: orders under a seeded storm of faults, then the invariant checker."""
 
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +34,8 @@ class Command(BaseCommand):
         if unknown:
             self.stderr.write(f"unknown fault kinds: {', '.join(sorted(unknown))}")
             sys.exit(2)
+        # SIGTERM unwinds like Ctrl-C, so the supervised processes are stopped and the broker's settings restored.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         log_dir = logs or Path(tempfile.mkdtemp(prefix="shop-chaos-"))
         chaos.use_fresh_database(database)  # the run's orders never mix with the demo's
         self.stdout.write(f"chaos: {orders} orders at {rate}/s, seed {seed}, logs in {log_dir}")
