@@ -34,7 +34,9 @@ def test_chaos_run_ends_with_every_order_terminal_and_the_checker_clean(without_
 
     assert summary.ok, summary.text() + "\n" + "\n".join(summary.fault_log)
     assert set(result["faults"]) == set(chaos.FAULT_KINDS), result["faults"]  # every kind at least once
-    assert result["orders"]["confirmed"] >= orders * 0.9  # the rest: the last units of scarce products
+    answered = result["orders"]["confirmed"] + result["orders"]["rejected_at_checkout"]
+    assert answered == orders  # every checkout got an answer; the 4xx ones asked for the last units of scarce products
+    assert result["orders"]["confirmed"] >= orders * 0.7
     assert result["orders"]["terminal"] == result["orders"]["confirmed"]
     assert result["orders"]["unconfirmed"] == 0
     assert result["audit"]["dead_letters"] == 0
