@@ -266,6 +266,18 @@ def restart_broker(sup: Supervisor | None = None, rng: random.Random | None = No
     return f"down {down_seconds:.0f} s"
 
 
+def own_vhost(name: str) -> str:
+    """A RabbitMQ virtual host of its own (created if missing): the run's workers never take
+    messages meant for another shop on the same broker. Returns the broker URL for it."""
+    url = settings.CELERY_BROKER_URL
+    user = re.search(r"://([^:@/]+)", url)
+    if name not in _rabbitmqctl("list_vhosts", "-q").split():
+        _rabbitmqctl("add_vhost", name)
+    _rabbitmqctl("set_permissions", "-p", name, user.group(1) if user else "guest", ".*", ".*", ".*")
+    base = url.split("//", 1)[1].split("/", 1)[0]
+    return f"{url.split('//', 1)[0]}//{base}/{quote(name, safe='')}"
+
+
 @contextlib.contextmanager
 def short_consumer_timeout(ms: int = 5000) -> Iterator[None]:
     """RabbitMQ's consumer timeout, shortened for channels opened meanwhile, then put back.

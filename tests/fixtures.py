@@ -191,7 +191,11 @@ def fault(transactional_db: None) -> Iterator[Any]:
     from shop import faults
     from shop.models import FaultSetting
 
-    yield faults.set_switch
+    def set_switch(name: str, value: str) -> None:
+        faults.set_switch(name, value)
+        time.sleep(faults.CACHE_SECONDS + 0.2)  # every process has seen it once this returns
+
+    yield set_switch
     FaultSetting.objects.all().delete()
     faults.clear_cache()
 

@@ -207,7 +207,6 @@ def test_handler_that_always_crashes_is_dead_lettered_then_replayed(cluster, sho
     cluster.sup.pause("relay")  # so that no handler runs before every worker sees the switch
     poison = place(shop_api)
     fault("poison_order", poison)
-    time.sleep(1.5)
     cluster.sup.resume("relay")
     good = [place(shop_api) for _ in range(3)]
 

@@ -81,6 +81,20 @@ def test_gateway_timeout_cancels_and_voids_the_authorisation(pipeline, shop_api)
     assert StockItem.objects.get(sku="SKU-1").available == 100
 
 
+def test_gateway_outage_outlasting_the_retries_cancels_the_order(pipeline, shop_api, fault):
+    """Every gateway call answers 503: retried, then given up: cancelled, not parked."""
+    fault("gateway_failure_rate", "1")
+    order = shop_api.place(sku="SKU-2")
+
+    assert pipeline.wait_terminal([order["id"]], timeout=90) == {order["id"]: "cancelled"}
+    fault("gateway_failure_rate", "0")
+    pipeline.wait_quiet()
+    assert "gateway unavailable" in Order.objects.get(public_id=order["id"]).cancel_reason
+    assert gateway_ops(order["id"]) == {}
+    assert StockItem.objects.get(sku="SKU-2").available == 5
+    assert not DeadLetter.objects.exists()
+
+
 def test_fraud_rejection_cancels_with_compensations(pipeline, shop_api):
     # A disposable email and a card issued in another country than the address: rejected.
     order = shop_api.place(email="x@mailinator.com", country="US")

@@ -1,19 +1,24 @@
 from celery import shared_task
 
 from orders.payments import services
-from orders.payments.gateway import GatewayTimeout
+from orders.payments.gateway import GatewayTimeout, GatewayUnavailable
 from shop.pipeline_task import PipelineTask
 
 
 @shared_task(bind=True, base=PipelineTask)
 def authorize_payment(self: PipelineTask, event_id: str, kind: str, order_id: str, payload: dict) -> None:
-    """Authorise the card; after the last timeout, give up so the order is cancelled and voided."""
+    """Authorise the card; after the last timeout or outage, give up so the order is cancelled and voided.
+
+    Whichever gateway error the last attempt meets (a timeout, or a 503 between two
+    timeouts), the customer's answer is the same: no payment, order cancelled.
+    """
     try:
         services.payment_authorize(event_id=event_id, order_id=order_id, payload=payload, handler=self.name)
-    except GatewayTimeout:
+    except (GatewayTimeout, GatewayUnavailable) as exc:
         if not self.is_last_attempt:
             raise
-        services.payment_abandon(event_id=event_id, order_id=order_id, reason="payment gateway timed out", handler=self.name)
+        reason = "payment gateway timed out" if isinstance(exc, GatewayTimeout) else "payment gateway unavailable"
+        services.payment_abandon(event_id=event_id, order_id=order_id, reason=reason, handler=self.name)
 
 
 @shared_task(bind=True, base=PipelineTask)

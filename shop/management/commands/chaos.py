@@ -38,8 +38,13 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         log_dir = logs or Path(tempfile.mkdtemp(prefix="shop-chaos-"))
         chaos.use_fresh_database(database)  # the run's orders never mix with the demo's
+        extra_env = {}
+        if chaos.broker_restartable():  # nor its messages: a virtual host of its own
+            extra_env["CELERY_BROKER_URL"] = chaos.own_vhost(database)
         self.stdout.write(f"chaos: {orders} orders at {rate}/s, seed {seed}, logs in {log_dir}")
-        summary = chaos.run(orders=orders, rate=rate, seed=seed, interval=interval, kinds=kinds, log_dir=log_dir)
+        summary = chaos.run(
+            orders=orders, rate=rate, seed=seed, interval=interval, kinds=kinds, log_dir=log_dir, extra_env=extra_env
+        )
         chaos.write_json(summary, json)
         self.stdout.write(summary.text())
         self.stdout.write(f"summary written to {json}")
