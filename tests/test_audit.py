@@ -23,7 +23,7 @@ from shop.models import DeadLetter, OutboxEvent
 from tests import harness
 from tests.fixtures import order_body
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("without_shared_pipeline")]
 
 
 def new_order(status: str | None = None) -> Order:

@@ -125,8 +125,10 @@ def test_worker_main_process_killed_mid_task(cluster, shop_api, fault):
 
 
 def test_relay_killed_between_publish_and_mark(cluster, shop_api, fault):
-    fault("relay_crash_after_publish", "1")
+    cluster.sup.pause("relay")  # the relay meets the order and the switch together
     order = place(shop_api)
+    fault("relay_crash_after_publish", "1")
+    cluster.sup.resume("relay")
     harness.wait_until(lambda: cluster.sup.restarts().get("relay"), 20, what="the relay to be killed and restarted")
     fault("relay_crash_after_publish", "0")
 

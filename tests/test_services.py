@@ -19,7 +19,7 @@ from shop.checkout import CheckoutRequest, place
 from shop.models import OutboxEvent
 from tests.fixtures import order_body
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("without_shared_pipeline")]
 
 
 def new_order(**kw) -> Order:
