@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import Field, Header, NinjaAPI, Schema
 from ninja.errors import HttpError, ValidationError
+from pydantic import ConfigDict
 
 from inventory.models import StockItem
 from orders.selectors import order_by_public_id, order_timeline
@@ -54,7 +55,18 @@ class CardIn(Schema):
     cvc: str = Field(pattern=r"^[0-9]{3,4}$")
 
 
+EXAMPLE_ORDER = {
+    "email": "ada@example.com",
+    "name": "Ada Lovelace",
+    "address": {"line1": "12 Analytical St", "city": "London", "postal_code": "N1 9GU", "country": "GB"},
+    "items": [{"sku": "ANA-NOT-001", "quantity": 1}],
+    "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+}
+
+
 class OrderIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_ORDER]})
+
     email: str = Field(min_length=3, max_length=254)
     name: str = Field(min_length=1, max_length=100)
     address: AddressIn
