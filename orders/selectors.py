@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from orders.models import Order
 from shop.models import OutboxEvent
 
+# Public ids are URL-safe base64 (``new_public_id``); anything else is not an order's id, and
+# a NUL byte would be a database error rather than "no such order".
+PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
 
 def order_by_public_id(public_id: str) -> Order | None:
+    if not PUBLIC_ID.fullmatch(public_id):
+        return None
     return Order.objects.prefetch_related("lines").filter(public_id=public_id).first()
 
 

@@ -162,7 +162,7 @@ def create_order(
 
 @api.get("/orders/{order_id}", response={200: OrderOut, 404: ErrorOut})
 def get_order(request: HttpRequest, order_id: str) -> tuple[int, dict]:
-    order = order_by_public_id(order_id) if len(order_id) <= 32 else None
+    order = order_by_public_id(order_id)
     if order is None:
         return 404, {"error": "No such order", "fields": {}}
     return 200, {

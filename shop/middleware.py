@@ -49,7 +49,36 @@ class ApiBodyGuardMiddleware:
                 return _json_error(413, f"Request body is larger than {limit} bytes")
             if request.content_type != "application/json":
                 return _json_error(415, "Send the request body as application/json")
+            if json_depth(request.body) > MAX_JSON_DEPTH:
+                return _json_error(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         return self.get_response(request)
+
+
+# An order is three levels deep (order -> items -> item); anything far deeper is an attack
+# on the parser (a recursion error), refused before it is parsed.
+MAX_JSON_DEPTH = 8
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text, counted without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 def _json_error(status: int, message: str) -> JsonResponse:

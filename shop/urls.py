@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
+from django.views.defaults import page_not_found
 
 from shop import views
 from shop.api import api
@@ -13,3 +15,10 @@ urlpatterns = [
     path("api/", api.urls),
     path("admin/", admin.site.urls),
 ]
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Under /api/ even an unknown path answers in the API's error shape."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "Not found", "fields": {}}, status=404)
+    return page_not_found(request, exception)
