@@ -10,7 +10,7 @@ from datetime import datetime
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import Field, Header, NinjaAPI, Schema
+from ninja import Field, Header, NinjaAPI, Schema, Status
 from ninja.errors import HttpError, ValidationError
 from pydantic import ConfigDict
 
@@ -142,7 +142,7 @@ def create_order(
     request: HttpRequest,
     payload: OrderIn,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
-) -> tuple[int, dict]:
+) -> Status[dict]:
     """Place an order. The same Idempotency-Key with the same body replays the first answer."""
     body = payload.dict()
     req = checkout.CheckoutRequest(
@@ -152,29 +152,35 @@ def create_order(
     body_hash = checkout.request_hash({**body, "card": card, "pan": checkout.request_hash({"n": body["card"]["number"]})})
     order, _created = checkout.place(req, idempotency_key=idempotency_key, body_hash=body_hash)
     url = reverse("order-page", args=[order.public_id])
-    return 201, {
-        "id": order.public_id,
-        "status": order.status,
-        "url": request.build_absolute_uri(url),
-        "status_url": request.build_absolute_uri(reverse("api:get_order", args=[order.public_id])),
-    }
+    return Status(
+        201,
+        {
+            "id": order.public_id,
+            "status": order.status,
+            "url": request.build_absolute_uri(url),
+            "status_url": request.build_absolute_uri(reverse("api:get_order", args=[order.public_id])),
+        },
+    )
 
 
 @api.get("/orders/{order_id}", response={200: OrderOut, 404: ErrorOut})
-def get_order(request: HttpRequest, order_id: str) -> tuple[int, dict]:
+def get_order(request: HttpRequest, order_id: str) -> Status[dict]:
     order = order_by_public_id(order_id)
     if order is None:
-        return 404, {"error": "No such order", "fields": {}}
-    return 200, {
-        "id": order.public_id,
-        "status": order.status,
-        "reason": order.cancel_reason or None,
-        "total": str(order.total),
-        "currency": order.currency,
-        "created_at": order.created_at,
-        "lines": [
-            {"sku": li.sku, "name": li.name, "unit_price": str(li.unit_price), "quantity": li.quantity}
-            for li in order.lines.all()
-        ],
-        "timeline": [{"at": e.created_at, "kind": e.kind, "message": e.message} for e in order_timeline(order.public_id)],
-    }
+        return Status(404, {"error": "No such order", "fields": {}})
+    return Status(
+        200,
+        {
+            "id": order.public_id,
+            "status": order.status,
+            "reason": order.cancel_reason or None,
+            "total": str(order.total),
+            "currency": order.currency,
+            "created_at": order.created_at,
+            "lines": [
+                {"sku": li.sku, "name": li.name, "unit_price": str(li.unit_price), "quantity": li.quantity}
+                for li in order.lines.all()
+            ],
+            "timeline": [{"at": e.created_at, "kind": e.kind, "message": e.message} for e in order_timeline(order.public_id)],
+        },
+    )
