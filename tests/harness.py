@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
 
 from django.conf import settings
 
@@ -20,13 +19,9 @@ ALL_QUEUES = "orders,payments,fraud,inventory,shipping,notifications"
 
 def db_url() -> str:
     """The URL of the test database, for child processes."""
-    db = settings.DATABASES["default"]
-    host = db.get("HOST") or "localhost"
-    host = quote(host, safe="") if host.startswith("/") else host
-    auth = quote(db.get("USER") or "postgres", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgresql://{auth}@{host}:{db.get('PORT') or 5432}/{db['NAME']}"
+    from shop.chaos import database_url
+
+    return database_url()
 
 
 def child_env(**extra: str) -> dict[str, str]:

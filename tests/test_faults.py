@@ -1,7 +1,7 @@
 """Each fault alone, on real processes: the guarantees hold and the checker finds nothing.
 
 Every test runs its own relay and workers under a supervisor that restarts what
-dies, injects one fault from ``shop/chaos.py``, waits for its orders to finish
+dies, injects one fault from ``shop/chaos/outages.py``, waits for its orders to finish
 and runs the invariant checker (``manage.py audit``). A test that stops a
 service starts it again before it ends.
 """
