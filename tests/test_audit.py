@@ -155,6 +155,7 @@ def test_the_command_prints_each_violation_and_exits_1(catalog, tmp_path):
     ledger(order, "capture")
     OutboxEvent.objects.update(published_at=timezone.now())
     StockItem.objects.filter(sku="SKU-1").update(available=99, shipped=1)
+    StockHold.objects.create(order_id=order.public_id, status=HoldStatus.COMMITTED, lines=[{"sku": "SKU-1", "quantity": 1}])
     expect.write_text(json.dumps([order.public_id]))
     done = subprocess.run([sys.executable, "manage.py", "audit", "--expect", str(expect), "--json"], cwd=harness.ROOT,
                           env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
