@@ -65,7 +65,8 @@ def unfinished_replays(ctx: Context, report: Report) -> None:
 
 
 def _replay_done(letter: DeadLetter) -> bool:
-    parked_again = DeadLetter.objects.filter(task=letter.task, message_id=letter.message_id, created_at__gt=letter.replayed_at)
+    again = DeadLetter.objects.filter(task=letter.task, message_id=letter.message_id, created_at__gt=letter.replayed_at)
+    parked_again = again.exclude(pk=letter.pk)
     if parked_again.exists():
         return True
     try:
