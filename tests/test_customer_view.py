@@ -19,7 +19,6 @@ from orders.fraud.services import fraud_decide
 from orders.models import Order
 from shop import deadletters
 from shop.models import OutboxEvent, Product
-from tests.fixtures import order_body
 from tests.harness import wait_until
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
@@ -109,7 +108,8 @@ def test_the_customer_reason_names_the_failed_step_never_the_staff_reason():
     from shop.timeline import DEFAULT_CANCEL_REASON, customer_reason
 
     staff = "rejected by fraud review (reviewer-grace-h7)"
-    assert customer_reason([_event("fraud.rejected", staff), _event("order.cancelled", staff)]) == "we could not accept this order"
+    rejected = [_event("fraud.rejected", staff), _event("order.cancelled", staff)]
+    assert customer_reason(rejected) == "we could not accept this order"
     assert customer_reason([_event("payment.declined"), _event("order.cancelled")]) == "your card was declined"
     assert customer_reason([_event("something.new"), _event("order.cancelled")]) == DEFAULT_CANCEL_REASON
     assert customer_reason([_event("order.placed")]) is None
