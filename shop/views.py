@@ -73,7 +73,7 @@ def checkout_view(request: HttpRequest) -> HttpResponse:
             # A double-clicked submit carries the same hidden key: one order.
             key = f"form-{d['idempotency_key']}"
             try:
-                order, _ = checkout.place(req, idempotency_key=key, body_hash=checkout.request_hash({"key": key}))
+                order, _ = checkout.place(req, idempotency_key=key, fingerprint_of={"key": key})
             except checkout.CheckoutError as exc:
                 form.add_error(None, exc.message)
                 for name, text in exc.fields.items():
