@@ -4,7 +4,8 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY . .
 RUN pip install -e . \
- && DATABASE_URL=postgres://build@localhost/build CELERY_BROKER_URL=amqp://build// python manage.py collectstatic --noinput \
+ && SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    DATABASE_URL=postgres://build@localhost/build CELERY_BROKER_URL=amqp://build// python manage.py collectstatic --noinput \
  && useradd --create-home shop
 USER shop
 EXPOSE 8000 5555

@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from shop import deadletters
+from shop import deadletters, faults
 from shop.models import DeadLetter, FaultSetting, OutboxEvent, Product
 
 
@@ -36,4 +36,20 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
 @admin.register(FaultSetting)
 class FaultSettingAdmin(admin.ModelAdmin):
+    """Fault switches: changeable only where FAULTS_ENABLED is on (demo, tests); read-only elsewhere."""
+
     list_display = ("name", "value", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return faults.active() and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: FaultSetting | None = None) -> bool:
+        return faults.active() and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: FaultSetting | None = None) -> bool:
+        return faults.active() and super().has_delete_permission(request, obj)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        if not faults.active():
+            self.message_user(request, "Fault switches are off in this configuration (FAULTS_ENABLED).", messages.WARNING)
+        return super().changelist_view(request, extra_context)

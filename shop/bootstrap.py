@@ -10,6 +10,7 @@ workers, beat, Flower) inherits them and never starts a server of its own.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -43,3 +44,22 @@ def embedded_database() -> bool:
 
 def embedded_broker() -> bool:
     return os.environ.get("CELERY_BROKER_URL", EMBEDDED_BROKER_URL) == EMBEDDED_BROKER_URL
+
+
+def local_secret_key() -> str:
+    """A SECRET_KEY of this checkout's own: generated at first use into the state dir (mode 0600).
+
+    For command-line use on a developer's machine (``manage.py``); servers get
+    SECRET_KEY from their environment (docker-compose.yml requires it).
+    """
+    path = STATE_DIR / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process wrote it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()

@@ -7,15 +7,16 @@ idempotency key, in one transaction) and never waits on the broker.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from inventory.models import StockItem
 from orders.models import Order
@@ -116,14 +117,44 @@ def clean_contact(req: CheckoutRequest) -> None:
             raise CheckoutError(f"{name} contains control characters", {name: "control characters are not allowed"})
 
 
-def request_hash(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+FINGERPRINT_SALT = "shop.checkout.idempotency-fingerprint"
 
 
-def place(req: CheckoutRequest, *, idempotency_key: str | None = None, body_hash: str = "") -> tuple[Order, bool]:
-    """Place the order; returns (order, created). A replayed key returns the first order."""
+def card_public_parts(card: dict[str, Any]) -> dict[str, Any]:
+    """What of a card may go into a fingerprint: last four digits and expiry. Never the number or the CVC."""
+    number = "".join(ch for ch in str(card.get("number", "")) if ch.isdigit())
+    return {"last4": number[-4:], "exp_month": card.get("exp_month"), "exp_year": card.get("exp_year")}
+
+
+def request_fingerprint(body: dict[str, Any], *, secret: str | None = None) -> str:
+    """The idempotency record's fingerprint of a request: an HMAC keyed from SECRET_KEY.
+
+    A plain hash of the body would let anyone who reads the table test guesses
+    offline (a 3-digit CVC, a card number from a known range); here the card is
+    reduced to its non-secret parts and the digest needs the server's key.
+    """
+    public = {**body, "card": card_public_parts(body["card"])} if isinstance(body.get("card"), dict) else body
+    canonical = json.dumps(public, sort_keys=True, separators=(",", ":"), default=str)
+    return salted_hmac(FINGERPRINT_SALT, canonical, secret=secret, algorithm="sha256").hexdigest()
+
+
+def fingerprint_matches(stored: str, body: dict[str, Any]) -> bool:
+    """Under the current key or a rotated-out one (``SECRET_KEY_FALLBACKS``)."""
+    keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return bool(stored) and any(constant_time_compare(stored, request_fingerprint(body, secret=key)) for key in keys)
+
+
+def place(
+    req: CheckoutRequest, *, idempotency_key: str | None = None, fingerprint_of: dict[str, Any] | None = None
+) -> tuple[Order, bool]:
+    """Place the order; returns (order, created). A replayed key returns the first order.
+
+    ``fingerprint_of`` is what must be the same for a replay (default: the whole
+    request); only its HMAC fingerprint is stored (``request_fingerprint``).
+    """
+    basis = fingerprint_of if fingerprint_of is not None else _request_body(req)
     if idempotency_key:
-        previous = _replayed(idempotency_key, body_hash)
+        previous = _replayed(idempotency_key, basis)
         if previous is not None:
             return previous, False
     clean_contact(req)
@@ -143,24 +174,37 @@ def place(req: CheckoutRequest, *, idempotency_key: str | None = None, body_hash
         with transaction.atomic():
             if idempotency_key:
                 # Concurrent requests with one key serialise here, on the unique index.
-                key_row = IdempotencyKey.objects.create(key=idempotency_key, request_hash=body_hash, status_code=201, response={})
+                key_row = IdempotencyKey.objects.create(
+                    key=idempotency_key, request_hash=request_fingerprint(basis), status_code=201, response={}
+                )
             order = order_place(email=req.email, name=req.name, address=address, lines=lines, card=card, currency=currency)
             if idempotency_key:
                 key_row.response = {"order": order.public_id}
                 key_row.save(update_fields=["response"])
     except IntegrityError:
-        previous = _replayed(idempotency_key, body_hash) if idempotency_key else None
+        previous = _replayed(idempotency_key, basis) if idempotency_key else None
         if previous is None:
             raise
         return previous, False
     return order, True
 
 
-def _replayed(key: str, body_hash: str) -> Order | None:
+def _request_body(req: CheckoutRequest) -> dict[str, Any]:
+    return {"email": req.email, "name": req.name, "address": req.address, "items": req.items, "card": req.card}
+
+
+def _replayed(key: str, basis: dict[str, Any]) -> Order | None:
     row = IdempotencyKey.objects.filter(key=key).first()
     if row is None:
         return None
-    if row.request_hash != body_hash:
+    if not row.request_hash:
+        # Recorded before fingerprints were keyed; its plain hash was erased (orders migration 0002).
+        raise CheckoutError(
+            "This Idempotency-Key belongs to an earlier request that can no longer be compared; use a new key",
+            {"Idempotency-Key": "reused; send a new key"},
+            status=422,
+        )
+    if not fingerprint_matches(row.request_hash, basis):
         raise CheckoutError(
             "This Idempotency-Key was used with a different request",
             {"Idempotency-Key": "reused with a different body"},

@@ -4,6 +4,10 @@ Each switch has an environment default (``FAULT_<NAME>``, for example
 ``FAULT_GATEWAY_LATENCY_MS=200``) that staff can override at run time in the admin
 (``FaultSetting`` rows). Values are cached for a second so that a busy worker
 does not query the table on every call.
+
+Switches act only where ``settings.FAULTS_ENABLED`` is on (the demo, the chaos
+runner and the tests set it): a production configuration reads neither the
+variables nor the rows, and its admin refuses to change them.
 """
 
 from __future__ import annotations
@@ -56,9 +60,18 @@ def clear_cache() -> None:
     _cache = (0.0, {})
 
 
+def active() -> bool:
+    """Whether this configuration lets fault switches act at all."""
+    from django.conf import settings
+
+    return bool(getattr(settings, "FAULTS_ENABLED", False))
+
+
 def get(name: str) -> str:
     if name not in SWITCHES:
         raise KeyError(name)
+    if not active():
+        return DEFAULTS.get(name, "")
     value = _overrides().get(name)
     if value is None:
         value = os.environ.get(f"FAULT_{name.upper()}", DEFAULTS.get(name, ""))

@@ -29,5 +29,5 @@ def commands(
     for queue in QUEUES:
         procs[f"worker-{queue}"] = f"celery -A shop worker -Q {queue} -n {queue}@%h --concurrency 2 -l INFO"
     procs["beat"] = f"celery -A shop beat -l INFO -s {beat_schedule}"
-    procs["flower"] = f"celery -A shop flower --address={host} --port={flower_port}"
+    procs["flower"] = f"celery -A shop flower --conf=shop/flowerconfig.py --address={host} --port={flower_port}"
     return procs

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from shop.bootstrap import PROJECT_ROOT, bootstrap, broker_dir
 from shop.queues import celery_queues, celery_routes, is_rabbitmq
@@ -21,8 +22,20 @@ bootstrap()
 BASE_DIR = PROJECT_ROOT
 env = environ.Env()
 
-SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
 DEBUG = env.bool("DEBUG", default=False)
+# No key from the repository ever signs anything outside DEBUG: the app refuses to start.
+# (manage.py gives a checkout without SECRET_KEY a generated one of its own: shop/bootstrap.py.)
+PLACEHOLDER_SECRET_KEYS = frozenset(
+    {"dev-only-insecure-key-change-me-in-production-0123456789", "change-me-to-a-long-random-string", "change-me"}
+)
+SECRET_KEY = env.str("SECRET_KEY", default="").strip()
+if not DEBUG and (not SECRET_KEY or SECRET_KEY in PLACEHOLDER_SECRET_KEYS):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is unset, empty or a placeholder from the repository, and DEBUG is off. Set it to a long "
+        "random value: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
+SECRET_KEY = SECRET_KEY or "debug-only-insecure-key"
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -169,6 +182,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # ---- The simulated outside world (fault switches: see shop/faults.py) -------
+# Off unless the demo, the chaos runner or the tests turn it on: a production
+# configuration ignores FAULT_* variables and FaultSetting rows, and the admin refuses changes.
+FAULTS_ENABLED = env.bool("FAULTS_ENABLED", default=False)
 PIPELINE_MAX_RETRIES = env.int("PIPELINE_MAX_RETRIES", default=8)
 PIPELINE_RETRY_BACKOFF_MAX = env.int("PIPELINE_RETRY_BACKOFF_MAX", default=60)
 OUTBOX_CLAIM_SECONDS = env.int("OUTBOX_CLAIM_SECONDS", default=30)

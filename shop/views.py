@@ -14,6 +14,7 @@ from orders.selectors import order_by_public_id, order_timeline
 from shop import checkout
 from shop.forms import AddToCartForm, CheckoutForm
 from shop.models import Product
+from shop.timeline import customer_order_view
 
 CARD_FIELDS = {"card.number": "card_number", "card.exp_year": "exp_year", "card.exp_month": "exp_month", "email": "email"}
 
@@ -72,7 +73,7 @@ def checkout_view(request: HttpRequest) -> HttpResponse:
             # A double-clicked submit carries the same hidden key: one order.
             key = f"form-{d['idempotency_key']}"
             try:
-                order, _ = checkout.place(req, idempotency_key=key, body_hash=checkout.request_hash({"key": key}))
+                order, _ = checkout.place(req, idempotency_key=key, fingerprint_of={"key": key})
             except checkout.CheckoutError as exc:
                 form.add_error(None, exc.message)
                 for name, text in exc.fields.items():
@@ -89,7 +90,9 @@ def checkout_view(request: HttpRequest) -> HttpResponse:
 
 
 def order_page(request: HttpRequest, public_id: str) -> HttpResponse:
+    """The customer's page: customer texts only (shop/timeline.py); staff read the admin."""
     order = order_by_public_id(public_id)
     if order is None:
         raise Http404("No such order")
-    return render(request, "shop/order.html", {"order": order, "timeline": order_timeline(public_id)})
+    view = customer_order_view(order, order_timeline(public_id))
+    return render(request, "shop/order.html", {"order": order, "reason": view.reason, "timeline": view.timeline})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,6 +39,8 @@ def test_django_services_share_one_definition_and_health_checked_dependencies():
 @pytest.mark.skipif(
     shutil.which("docker-compose") is None, reason="docker-compose is not installed (apt-get install docker-compose)"
 )
-def test_docker_compose_config_parses():
-    result = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, cwd=ROOT)
+def test_docker_compose_config_parses(tmp_path):
+    from tests.test_compose_security import compose_config
+
+    result = compose_config(tmp_path, "-q")
     assert result.returncode == 0, result.stderr

@@ -97,7 +97,7 @@ class Command(BaseCommand):
 
             reset(bootstrap.broker_dir())
         call_command("migrate", verbosity=0)
-        call_command("seed")
+        call_command("seed", demo_staff=True)
         call_command("collectstatic", interactive=False, verbosity=0)
         connections.close_all()
 

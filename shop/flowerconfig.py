@@ -1,0 +1,27 @@
+"""Flower's configuration: ``celery -A shop flower --conf=shop/flowerconfig.py`` (shop/processes.py).
+
+Flower executes this file and reads the option names it defines. It closes
+three doors that Flower 2.2 leaves open:
+
+- no login configured means every page and the API are open: refuse to start
+  without ``FLOWER_BASIC_AUTH`` (``user:password``; OAuth via ``FLOWER_AUTH`` also counts);
+- ``/metrics`` is served without the login every other page asks for: it gets the same one;
+- the API can run any task (``/api/task/async-apply/...``: approve a fraud review, replay a
+  step) and revoke or shut down workers: read-only unless ``FLOWER_READ_ONLY=0``.
+"""
+
+import os
+
+import tornado.web
+from flower.views.monitor import Metrics
+from tornado.options import options as _flower_options
+
+if not getattr(Metrics.get, "_needs_login", False):
+    Metrics.get = tornado.web.authenticated(Metrics.get)
+    Metrics.get._needs_login = True
+
+if not (_flower_options.basic_auth or _flower_options.auth):
+    raise SystemExit("Flower needs a login: set FLOWER_BASIC_AUTH=user:password (see .env.example)")
+
+# Flower applies FLOWER_* variables before this file, which would override them: read it here.
+read_only = os.environ.get("FLOWER_READ_ONLY", "1").strip().lower() not in {"0", "false", "no", "off"}
