@@ -174,8 +174,14 @@ def _review(order: Order, payload: dict[str, Any]) -> None:
         _save(order)
 
 
-def _shipped(order: Order, payload: dict[str, Any]) -> None:
+def _paid(order: Order, payload: dict[str, Any]) -> None:
     if order.status == OrderStatus.READY:
+        order.mark_paid()
+        _save(order)
+
+
+def _shipped(order: Order, payload: dict[str, Any]) -> None:
+    if order.status in (OrderStatus.READY, OrderStatus.PAID):
         order.ship()
         _save(order)
         emit(
@@ -208,7 +214,8 @@ _STEPS: dict[str, Callable[[Order, dict[str, Any]], None]] = {
     "fraud.review": _review,
     "payment.declined": _failed("payment declined"),
     "payment.failed": _failed("payment failed"),
-    "payment.capture_failed": _failed("payment capture failed"),
+    "payment.captured": _paid,
+    "payment.capture_failed": _failed("payment capture declined"),
     "fraud.rejected": _failed("rejected by fraud screening"),
     "stock.unavailable": _failed("out of stock"),
     "shipment.created": _shipped,
