@@ -135,7 +135,7 @@ def _try_ready(order: Order) -> None:
             "order.ready",
             order_id=order.public_id,
             payload=order_snapshot(order),
-            message="Order is ready: paid, screened, reserved",
+            message="Order is ready: authorised, screened, reserved; capturing the payment",
         )
 
 

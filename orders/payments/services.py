@@ -88,31 +88,33 @@ def payment_authorize(*, event_id: str, order_id: str, payload: dict[str, Any], 
         key=payment.key("authorize"), reference=order_id, token=payment.card_token, amount=payment.amount
     )
     with transaction.atomic():
-        payment = _locked(order_id)
-        if payment.status != S.AUTHORIZING:
-            if not (response.approved and _learnt_too_late(payment)):
-                claim_message(event_id, handler)
-                return
-            # Another copy gave up, or the order was cancelled, while this call was in flight.
-            log.warning("payment %s: authorisation approved after it was %s; voiding it", order_id, payment.status)
-            _set(payment, S.VOIDING, authorization_id=response.authorization_id)
-        elif not response.approved:
-            _record_decline(payment, response.decline_code)
+        compensate = _record_authorization(_locked(order_id), response)
+        if not compensate:
             claim_message(event_id, handler)
-            return
-        else:
-            emit(
-                "payment.authorized",
-                order_id=order_id,
-                payload={"authorization_id": response.authorization_id},
-                message=f"Payment authorised: {payment.currency} {payment.amount}",
-            )
-            if not payment.cancel_requested:
-                _set(payment, S.AUTHORIZED, authorization_id=response.authorization_id)
-                claim_message(event_id, handler)
-                return
-            _set(payment, S.VOIDING, authorization_id=response.authorization_id)
-    _compensate(order_id, event_id, handler)
+    if compensate:
+        _compensate(order_id, event_id, handler)
+
+
+def _record_authorization(payment: Payment, response: gateway.GatewayResponse) -> bool:
+    """Record the gateway's answer on the locked payment; True when an authorisation must be voided."""
+    if payment.status != S.AUTHORIZING:
+        if not (response.approved and _learnt_too_late(payment)):
+            return False
+        # Another copy gave up, or the order was cancelled, while this call was in flight.
+        log.warning("payment %s: authorisation approved after it was %s; voiding it", payment.order_id, payment.status)
+        _set(payment, S.VOIDING, authorization_id=response.authorization_id)
+        return True
+    if not response.approved:
+        _record_decline(payment, response.decline_code)
+        return False
+    emit(
+        "payment.authorized",
+        order_id=payment.order_id,
+        payload={"authorization_id": response.authorization_id},
+        message=f"Payment authorised: {payment.currency} {payment.amount}",
+    )
+    _set(payment, S.VOIDING if payment.cancel_requested else S.AUTHORIZED, authorization_id=response.authorization_id)
+    return payment.status == S.VOIDING
 
 
 def _learnt_too_late(payment: Payment) -> bool:
@@ -173,31 +175,35 @@ def payment_capture(*, event_id: str, order_id: str, payload: dict[str, Any], ha
         key=payment.key("capture"), reference=order_id, authorization_id=payment.authorization_id, amount=payment.amount
     )
     with transaction.atomic():
-        payment = _locked(order_id)
-        if payment.status != S.CAPTURING:
+        compensate = _record_capture(_locked(order_id), response, payload)
+        if not compensate:
             claim_message(event_id, handler)
-            return
-        if not response.approved:
-            _set(payment, S.VOIDING, decline_code=response.decline_code)
-            reason = response.decline_code.replace("_", " ")
-            emit(
-                "payment.capture_failed",
-                order_id=order_id,
-                payload={"reason": f"payment capture declined: {reason}"},
-                message=f"Payment capture declined ({reason})",
-            )
-        else:
-            _set(payment, S.REFUNDING if payment.cancel_requested else S.CAPTURED)
-            emit(
-                "payment.captured",
-                order_id=order_id,
-                payload={"address": payload.get("address") or {}},
-                message=f"Payment captured: {payment.currency} {payment.amount}",
-            )
-            if payment.status == S.CAPTURED:
-                claim_message(event_id, handler)
-                return
-    _compensate(order_id, event_id, handler)
+    if compensate:
+        _compensate(order_id, event_id, handler)
+
+
+def _record_capture(payment: Payment, response: gateway.GatewayResponse, payload: dict[str, Any]) -> bool:
+    """Record the capture's answer on the locked payment; True when a void or refund must follow."""
+    if payment.status != S.CAPTURING:
+        return False
+    if not response.approved:
+        _set(payment, S.VOIDING, decline_code=response.decline_code)
+        reason = response.decline_code.replace("_", " ")
+        emit(
+            "payment.capture_failed",
+            order_id=payment.order_id,
+            payload={"reason": f"payment capture declined: {reason}"},
+            message=f"Payment capture declined ({reason})",
+        )
+        return True
+    _set(payment, S.REFUNDING if payment.cancel_requested else S.CAPTURED)
+    emit(
+        "payment.captured",
+        order_id=payment.order_id,
+        payload={"address": payload.get("address") or {}},
+        message=f"Payment captured: {payment.currency} {payment.amount}",
+    )
+    return payment.status == S.REFUNDING
 
 
 def payment_cancel(*, event_id: str, order_id: str, handler: str) -> None:
