@@ -139,13 +139,15 @@ def _try_ready(order: Order) -> None:
         )
 
 
-def _cancel(order: Order, reason: str) -> None:
+def _cancel(order: Order, reason: str, detail: str = "") -> None:
+    """``detail`` is what the customer's email adds to the reason, when the reason alone does not explain it."""
     if not can_proceed(order.cancel):
         log.info("order %s is %s; not cancelled for %s", order.public_id, order.status, reason)
         return
     order.cancel(reason)
     _save(order)
-    emit("order.cancelled", order_id=order.public_id, payload={"reason": reason}, message=f"Order cancelled: {reason}")
+    payload = {"reason": reason, "detail": detail} if detail else {"reason": reason}
+    emit("order.cancelled", order_id=order.public_id, payload=payload, message=f"Order cancelled: {reason}")
 
 
 def _mark(field: str) -> Callable[[Order, dict[str, Any]], None]:
@@ -172,6 +174,12 @@ def _review(order: Order, payload: dict[str, Any]) -> None:
     if order.status == OrderStatus.PLACED and not order.fraud_cleared_at:
         order.hold_for_review()
         _save(order)
+
+
+def _review_expired(order: Order, payload: dict[str, Any]) -> None:
+    """The review outlived its deadline: cancel, unless the order was cleared or has ended meanwhile."""
+    if order.status in (OrderStatus.PLACED, OrderStatus.REVIEW) and not order.fraud_cleared_at:
+        _cancel(order, payload.get("reason") or "fraud review not completed in time", payload.get("detail", ""))
 
 
 def _paid(order: Order, payload: dict[str, Any]) -> None:
@@ -217,6 +225,7 @@ _STEPS: dict[str, Callable[[Order, dict[str, Any]], None]] = {
     "payment.captured": _paid,
     "payment.capture_failed": _failed("payment capture declined"),
     "fraud.rejected": _failed("rejected by fraud screening"),
+    "fraud.review_expired": _review_expired,
     "stock.unavailable": _failed("out of stock"),
     "shipment.created": _shipped,
     "shipment.in_transit": _in_transit,

@@ -34,6 +34,7 @@ PIPELINE: tuple[Subscription, ...] = (
     Subscription("fraud.cleared", ORDER_STEP, "orders"),
     Subscription("fraud.review", ORDER_STEP, "orders"),
     Subscription("fraud.rejected", ORDER_STEP, "orders"),
+    Subscription("fraud.review_expired", ORDER_STEP, "orders"),  # the review's deadline passed (a beat sweep)
     Subscription("stock.reserved", ORDER_STEP, "orders"),
     Subscription("stock.unavailable", ORDER_STEP, "orders"),
     # Ready: capture the money first. Only captured money gets a parcel: the label is

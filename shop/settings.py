@@ -150,11 +150,21 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A fraud review holds stock and an authorisation: past this deadline the order is
+# cancelled with its compensations (hours in production, ``manage.py demo`` sets 120 s).
+# A beat sweep enforces it, never a countdown task.
+FRAUD_REVIEW_DEADLINE_SECONDS = env.float("FRAUD_REVIEW_DEADLINE_SECONDS", default=24 * 3600)
+FRAUD_REVIEW_SWEEP_SECONDS = env.float("FRAUD_REVIEW_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE = {
     "carrier-tracking": {
         "task": "shipping.tasks.poll_carrier",
         "schedule": env.float("CARRIER_POLL_SECONDS", default=1.0),
         "options": {"expires": 10},  # a backlog of polls is worthless: drop stale ones
+    },
+    "fraud-review-deadline": {
+        "task": "orders.fraud.tasks.expire_reviews",
+        "schedule": FRAUD_REVIEW_SWEEP_SECONDS,
+        "options": {"queue": "fraud", "expires": max(10.0, 2 * FRAUD_REVIEW_SWEEP_SECONDS)},  # the next sweep replaces it
     },
 }
 

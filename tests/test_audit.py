@@ -14,12 +14,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inventory.models import HoldStatus, StockHold, StockItem
-from notifications.models import MailboxMessage
+from notifications.models import MailboxMessage, SentEmail
+from orders.fraud.models import FraudCheck
 from orders.models import Order, OrderStatus
 from orders.payments.models import GatewayTransaction
+from shipping.models import CarrierParcel, Shipment
 from shop import audit
 from shop.checkout import CheckoutRequest, place
-from shop.models import DeadLetter, OutboxEvent
+from shop.models import DeadLetter, OutboxEvent, ProcessedMessage
 from tests import harness
 from tests.fixtures import order_body
 
@@ -155,9 +157,177 @@ def test_the_command_prints_each_violation_and_exits_1(catalog, tmp_path):
     ledger(order, "capture")
     OutboxEvent.objects.update(published_at=timezone.now())
     StockItem.objects.filter(sku="SKU-1").update(available=99, shipped=1)
+    StockHold.objects.create(order_id=order.public_id, status=HoldStatus.COMMITTED, lines=[{"sku": "SKU-1", "quantity": 1}])
     expect.write_text(json.dumps([order.public_id]))
     done = subprocess.run([sys.executable, "manage.py", "audit", "--expect", str(expect), "--json"], cwd=harness.ROOT,
                           env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["ok"] is True
     assert Decimal(order.total) > 0
+
+
+# ---- The rules that compare one step's records with another's (run when the pipeline is quiet) ----
+
+ORDER_HANDLER = "orders.apply_order_event"  # the order state machine's processed-message name
+
+
+def settle() -> None:
+    """Every event published a minute ago: the pipeline is quiet."""
+    then = timezone.now() - timedelta(minutes=1)
+    OutboxEvent.objects.update(created_at=then, published_at=then)
+
+
+def process_all(order: Order) -> None:
+    """Record every subscriber of every event of the order as done, as a finished pipeline does."""
+    from shop.events import ORDER_STEP, subscribers
+
+    for event in OutboxEvent.objects.filter(order_id=order.public_id):
+        for sub in subscribers(event.kind):
+            handler = ORDER_HANDLER if sub.task == ORDER_STEP else sub.task
+            ProcessedMessage.objects.get_or_create(message_id=event.event_id, handler=handler)
+
+
+def parcel(order: Order, *, cancelled: bool = False, age: float = 60) -> CarrierParcel:
+    """A parcel in the carrier's own ledger; older than the delivery time, so delivered unless cancelled."""
+    p = CarrierParcel.objects.create(idempotency_key=f"label-{order.public_id}", tracking_number=f"PS{uuid.uuid4().hex[:10]}",
+                                     cancelled=cancelled)  # fmt: skip
+    CarrierParcel.objects.filter(pk=p.pk).update(created_at=timezone.now() - timedelta(seconds=age))
+    return p
+
+
+def mail(order: Order, kind: str) -> None:
+    MailboxMessage.objects.create(message_id=uuid.uuid4().hex, to="a@example.com", subject="s", body="b",
+                                  order_id=order.public_id, kind=kind)  # fmt: skip
+
+
+def delivered_order() -> Order:
+    """A delivered order whose every record agrees: the starting point each test below breaks."""
+    order = new_order(OrderStatus.DELIVERED)
+    ledger(order, "authorize")
+    ledger(order, "capture")
+    StockItem.objects.filter(sku="SKU-1").update(available=99, shipped=1)
+    StockHold.objects.create(order_id=order.public_id, status=HoldStatus.COMMITTED, lines=[{"sku": "SKU-1", "quantity": 1}])
+    p = parcel(order)
+    Shipment.objects.create(order_id=order.public_id, status="delivered", tracking_number=p.tracking_number)
+    mail(order, "received")
+    mail(order, "shipped")
+    process_all(order)
+    settle()
+    return order
+
+
+def test_a_quiet_consistent_database_is_clean(catalog):
+    order = delivered_order()
+    report = audit.run(expected_orders=[order.public_id])
+    assert report.ok, report.violations
+    assert report.stats["quiet"] == 1
+
+
+def test_an_event_one_subscriber_never_processed(catalog):
+    order = delivered_order()
+    placed = OutboxEvent.objects.get(order_id=order.public_id, kind="order.placed")
+    ProcessedMessage.objects.filter(message_id=placed.event_id, handler="inventory.tasks.reserve_stock").delete()
+    (finding,) = [f for f in audit.run().violations if f.check == "event-not-processed"]
+    assert finding.order_id == order.public_id
+    assert "order.placed" in finding.detail and "inventory.tasks.reserve_stock" in finding.detail
+
+    # Parked as a dead letter, it is accounted for there, not twice.
+    DeadLetter.objects.create(task="inventory.tasks.reserve_stock", message_id=str(placed.event_id), order_id=order.public_id,
+                              error="boom")  # fmt: skip
+    assert ("event-not-processed", order.public_id) not in checks(allowed_dead_letters=1)
+
+
+def test_the_quiet_rules_wait_for_a_quiet_pipeline(catalog):
+    order = delivered_order()
+    ProcessedMessage.objects.all().delete()
+    assert ("event-not-processed", order.public_id) in checks()
+    busy = new_order()  # its order.placed is not published yet
+    report = audit.run()
+    assert ("event-not-processed", order.public_id) not in {(f.check, f.order_id) for f in report.violations}
+    assert report.stats["quiet"] == 0 and any(f.check == "pipeline-busy" for f in report.warnings)
+    OutboxEvent.objects.filter(order_id=busy.public_id).update(published_at=timezone.now())  # published, within the grace
+    assert audit.run().stats["quiet"] == 0
+
+
+def test_stock_checked_against_the_holds_ledger_and_the_parcels(catalog):
+    """The counters still add up (99 + 0 + 1 = 100), but the order's units were released
+    while its parcel was delivered: only the holds ledger and the carrier tell."""
+    order = delivered_order()
+    StockHold.objects.filter(order_id=order.public_id).update(status=HoldStatus.RELEASED)
+    found = checks()
+    assert ("delivered-units-released", order.public_id) in found
+    assert ("shipped-mismatch", "") in found
+    assert ("stock-not-conserved", "") in found
+
+
+def test_units_shipped_without_a_parcel(catalog):
+    order = delivered_order()
+    CarrierParcel.objects.filter(idempotency_key=f"label-{order.public_id}").update(cancelled=True)
+    assert ("shipped-without-parcel", order.public_id) in checks()
+
+
+def test_a_hold_that_is_not_what_was_ordered(catalog):
+    order = delivered_order()
+    StockHold.objects.filter(order_id=order.public_id).update(lines=[{"sku": "SKU-1", "quantity": 3}])
+    StockItem.objects.filter(sku="SKU-1").update(available=97, shipped=3)  # counters and ledger agree
+    assert ("hold-not-as-ordered", order.public_id) in checks()
+
+
+def test_the_carriers_ledger_a_parcel_delivered_for_a_cancelled_or_unpaid_order(catalog):
+    cancelled = new_order(OrderStatus.CANCELLED)
+    ledger(cancelled, "authorize")
+    ledger(cancelled, "void")
+    parcel(cancelled)
+    unpaid = new_order(OrderStatus.SHIPPED)
+    ledger(unpaid, "authorize")
+    parcel(unpaid)
+    stopped = new_order(OrderStatus.CANCELLED)  # its label was cancelled in time: fine
+    parcel(stopped, cancelled=True)
+    settle()
+    found = checks()
+    assert ("parcel-delivered-cancelled", cancelled.public_id) in found
+    assert ("parcel-delivered-unpaid", unpaid.public_id) in found
+    assert not {c for c, oid in found if oid == stopped.public_id and c.startswith("parcel-")}
+
+
+def test_every_order_got_its_received_email_and_its_outcome_email(catalog):
+    order = delivered_order()
+    MailboxMessage.objects.filter(order_id=order.public_id, kind="shipped").delete()
+    cancelled = new_order(OrderStatus.CANCELLED)
+    mail(cancelled, "received")
+    in_doubt = new_order(OrderStatus.CANCELLED)
+    mail(in_doubt, "received")
+    SentEmail.objects.create(order_id=in_doubt.public_id, kind="cancelled", to="a@example.com", subject="s")  # sending
+    never_told = new_order(OrderStatus.CANCELLED)
+    mail(never_told, "cancelled")
+    settle()
+    found = {(f.check, f.order_id, f.detail.split("'")[1]) for f in audit.run().violations if f.check == "email-missing"}
+    assert found == {
+        ("email-missing", order.public_id, "shipped"),
+        ("email-missing", cancelled.public_id, "cancelled"),
+        ("email-missing", never_told.public_id, "received"),
+    }
+
+
+def test_a_replay_that_never_finished(catalog):
+    order = delivered_order()
+    placed = OutboxEvent.objects.get(order_id=order.public_id, kind="order.placed")
+    ProcessedMessage.objects.filter(message_id=placed.event_id, handler="inventory.tasks.reserve_stock").delete()
+    DeadLetter.objects.create(task="inventory.tasks.reserve_stock", message_id=str(placed.event_id), order_id=order.public_id,
+                              error="boom", status=DeadLetter.Status.REPLAYED,
+                              replayed_at=timezone.now() - timedelta(minutes=1))  # fmt: skip
+    assert ("replay-unfinished", order.public_id) in checks()
+    ProcessedMessage.objects.create(message_id=placed.event_id, handler="inventory.tasks.reserve_stock")
+    assert ("replay-unfinished", order.public_id) not in checks()
+
+
+def test_a_review_past_its_deadline(catalog):
+    waiting = new_order(OrderStatus.REVIEW)
+    FraudCheck.objects.create(order_id=waiting.public_id, email=waiting.email, amount=waiting.total, score=50,
+                              decision="review", review_deadline=timezone.now() + timedelta(hours=1))  # fmt: skip
+    late = new_order(OrderStatus.REVIEW)
+    FraudCheck.objects.create(order_id=late.public_id, email=late.email, amount=late.total, score=50,
+                              decision="review", review_deadline=timezone.now() - timedelta(minutes=10))  # fmt: skip
+    found = checks()
+    assert ("review-past-deadline", late.public_id) in found
+    assert ("review-past-deadline", waiting.public_id) not in found

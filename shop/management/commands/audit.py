@@ -12,12 +12,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--deadline", type=float, default=120, help="seconds an open order may go without progress")
+        parser.add_argument(
+            "--grace", type=float, default=5.0, help="seconds an event may take to be processed (the quiet-only rules)"
+        )
         parser.add_argument("--expect", type=Path, help="JSON list of order ids confirmed to customers")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    def handle(self, *args, deadline: float, expect: Path | None, json: bool, **options) -> None:
+    def handle(self, *args, deadline: float, grace: float, expect: Path | None, json: bool, **options) -> None:
         expected = _load(expect) if expect else None
-        report = audit.run(deadline_seconds=deadline, expected_orders=expected)
+        report = audit.run(deadline_seconds=deadline, expected_orders=expected, grace_seconds=grace)
         if json:
             self.stdout.write(_dumps(report.as_dict()))
         else:

@@ -105,6 +105,7 @@ class Command(BaseCommand):
         env.setdefault("FLOWER_BASIC_AUTH", ":".join(DEMO_STAFF))
         env.setdefault("SITE_URL", f"http://{host}:{port}")
         env.setdefault("ALLOWED_HOSTS", f"{host},localhost,127.0.0.1")
+        env.setdefault("FRAUD_REVIEW_DEADLINE_SECONDS", "120")  # a review's expiry is seen within the demo
         manager = DemoManager(pid_file)
         procs = commands(host=host, port=port, flower_port=flower_port, beat_schedule=str(state / "celerybeat-schedule"))
         for name, command in procs.items():
