@@ -20,6 +20,7 @@ import hashlib
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -144,7 +145,13 @@ def authorize(*, key: str, reference: str, token: str, amount: Decimal) -> Gatew
 
 
 def _follow_up(
-    operation: str, *, key: str, reference: str, authorization_id: str, amount: Decimal, check=None
+    operation: str,
+    *,
+    key: str,
+    reference: str,
+    authorization_id: str,
+    amount: Decimal,
+    check: Callable[[GatewayTransaction], str] | None = None,
 ) -> GatewayResponse:
     def decide() -> GatewayResponse:
         auth = GatewayTransaction.objects.filter(operation="authorize", authorization_id=authorization_id, approved=True).first()
