@@ -17,6 +17,7 @@ class OrderStatus(models.TextChoices):
     PLACED = "placed", "Placed"
     REVIEW = "review", "In fraud review"
     READY = "ready", "Ready to ship"
+    PAID = "paid", "Paid"
     SHIPPED = "shipped", "Shipped"
     IN_TRANSIT = "in_transit", "In transit"
     DELIVERED = "delivered", "Delivered"
@@ -78,7 +79,13 @@ class Order(ConcurrentTransitionMixin, models.Model):
     def make_ready(self) -> None:
         pass
 
-    @transition(field=status, source=OrderStatus.READY, target=OrderStatus.SHIPPED)
+    @transition(field=status, source=OrderStatus.READY, target=OrderStatus.PAID)
+    def mark_paid(self) -> None:
+        """The money is captured: from here the order goes to the carrier, it is no longer cancelled."""
+
+    # From ready too: a parcel exists only for captured money, so its label (or a carrier
+    # scan) can reach the orders queue before payment.captured does.
+    @transition(field=status, source=[OrderStatus.READY, OrderStatus.PAID], target=OrderStatus.SHIPPED)
     def ship(self) -> None:
         pass
 

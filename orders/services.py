@@ -135,7 +135,7 @@ def _try_ready(order: Order) -> None:
             "order.ready",
             order_id=order.public_id,
             payload=order_snapshot(order),
-            message="Order is ready: paid, screened, reserved",
+            message="Order is ready: authorised, screened, reserved; capturing the payment",
         )
 
 
@@ -182,8 +182,14 @@ def _review_expired(order: Order, payload: dict[str, Any]) -> None:
         _cancel(order, payload.get("reason") or "fraud review not completed in time", payload.get("detail", ""))
 
 
-def _shipped(order: Order, payload: dict[str, Any]) -> None:
+def _paid(order: Order, payload: dict[str, Any]) -> None:
     if order.status == OrderStatus.READY:
+        order.mark_paid()
+        _save(order)
+
+
+def _shipped(order: Order, payload: dict[str, Any]) -> None:
+    if order.status in (OrderStatus.READY, OrderStatus.PAID):
         order.ship()
         _save(order)
         emit(
@@ -216,7 +222,8 @@ _STEPS: dict[str, Callable[[Order, dict[str, Any]], None]] = {
     "fraud.review": _review,
     "payment.declined": _failed("payment declined"),
     "payment.failed": _failed("payment failed"),
-    "payment.capture_failed": _failed("payment capture failed"),
+    "payment.captured": _paid,
+    "payment.capture_failed": _failed("payment capture declined"),
     "fraud.rejected": _failed("rejected by fraud screening"),
     "fraud.review_expired": _review_expired,
     "stock.unavailable": _failed("out of stock"),

@@ -1,16 +1,19 @@
-"""Shipments: buy a label when the order is ready, follow the carrier's tracking."""
+"""Shipments: buy a label once the order's money is captured, follow the carrier's tracking."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import transaction
 
+from orders.payments.selectors import payment_is_captured
 from shipping import carrier
 from shipping.models import Shipment, ShipmentStatus
 from shop.messaging import already_processed, claim_message
 from shop.outbox import emit
 
+log = logging.getLogger("shipping")
 S = ShipmentStatus
 # Carrier status -> (the statuses it may move a shipment from, the new status, the event)
 PROGRESS = {
@@ -27,9 +30,18 @@ def _locked(order_id: str, address: dict | None = None) -> Shipment:
 
 
 def shipment_create(*, event_id: str, order_id: str, payload: dict[str, Any], handler: str) -> None:
+    """Buy the label for a captured payment (on ``payment.captured``); never a parcel for money not taken.
+
+    The check is the payment's own state, not the event: a replayed or stale message for a
+    payment that was declined, voided or is being refunded buys nothing.
+    """
     if already_processed(event_id, handler):
         return
     with transaction.atomic():
+        if not payment_is_captured(order_id):
+            log.warning("order %s: payment not captured; no label bought (message %s)", order_id, event_id)
+            claim_message(event_id, handler)
+            return
         shipment = _locked(order_id, payload.get("address"))
         if shipment.status != S.PENDING:
             claim_message(event_id, handler)

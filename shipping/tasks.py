@@ -6,6 +6,7 @@ from shop.pipeline_task import PipelineTask
 
 @shared_task(bind=True, base=PipelineTask)
 def create_shipment(self: PipelineTask, event_id: str, kind: str, order_id: str, payload: dict) -> None:
+    """On payment.captured: hand the parcel to the carrier."""
     services.shipment_create(event_id=event_id, order_id=order_id, payload=payload, handler=self.name)
 
 

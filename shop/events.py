@@ -37,9 +37,11 @@ PIPELINE: tuple[Subscription, ...] = (
     Subscription("fraud.review_expired", ORDER_STEP, "orders"),  # the review's deadline passed (a beat sweep)
     Subscription("stock.reserved", ORDER_STEP, "orders"),
     Subscription("stock.unavailable", ORDER_STEP, "orders"),
-    # Ready: capture the money and hand the parcel to the carrier.
+    # Ready: capture the money first. Only captured money gets a parcel: the label is
+    # bought on payment.captured, and a declined capture cancels an order that has none.
     Subscription("order.ready", "orders.payments.tasks.capture_payment", "payments"),
-    Subscription("order.ready", "shipping.tasks.create_shipment", "shipping"),
+    Subscription("payment.captured", ORDER_STEP, "orders"),
+    Subscription("payment.captured", "shipping.tasks.create_shipment", "shipping"),
     Subscription("payment.capture_failed", ORDER_STEP, "orders"),
     Subscription("shipment.created", ORDER_STEP, "orders"),
     Subscription("shipment.created", "inventory.tasks.commit_stock", "inventory"),
@@ -59,7 +61,6 @@ TIMELINE_ONLY: frozenset[str] = frozenset(
         "order.shipped",
         "order.delivered",
         "order.flagged",
-        "payment.captured",
         "payment.voided",
         "payment.refunded",
         "stock.released",

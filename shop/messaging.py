@@ -55,6 +55,8 @@ PAYLOAD_CONTRACTS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "address": dict,
         "lines": list,
     },
+    # The label is bought from this event: it carries the address the parcel goes to.
+    "payment.captured": {"address": dict},
 }
 
 

@@ -186,6 +186,8 @@ CELERY_BEAT_SCHEDULE = {
 # configuration ignores FAULT_* variables and FaultSetting rows, and the admin refuses changes.
 FAULTS_ENABLED = env.bool("FAULTS_ENABLED", default=False)
 PIPELINE_MAX_RETRIES = env.int("PIPELINE_MAX_RETRIES", default=8)
+# How long the simulated gateway holds an authorisation; a capture after that is declined.
+GATEWAY_AUTHORIZATION_TTL_SECONDS = env.float("GATEWAY_AUTHORIZATION_TTL_SECONDS", default=7 * 24 * 3600)
 PIPELINE_RETRY_BACKOFF_MAX = env.int("PIPELINE_RETRY_BACKOFF_MAX", default=60)
 OUTBOX_CLAIM_SECONDS = env.int("OUTBOX_CLAIM_SECONDS", default=30)
 OUTBOX_SWEEP_SECONDS = env.float("OUTBOX_SWEEP_SECONDS", default=1.0)

@@ -6,6 +6,12 @@ takes an idempotency key, and a retried call with the same key returns the
 stored response instead of charging again (a different request under the same
 key is refused, as Stripe does). A timeout can happen *after* the gateway did
 the work, which is exactly why the keys matter.
+
+An authorisation is valid for ``GATEWAY_AUTHORIZATION_TTL_SECONDS`` (days, as with
+real card networks): a capture after that is declined ``authorization_expired``,
+which is what a long fraud review can run into. One test card authorises and then
+declines every capture (``capture_declined``), so the pipeline's answer to a failed
+capture can be seen.
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ import hashlib
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from orders.payments.models import GatewayCard, GatewayTransaction
 from shop import faults
@@ -29,7 +38,9 @@ TEST_CARDS: dict[str, str] = {
     "4000000000000002": "card_declined",
     "4000000000009995": "insufficient_funds",
     "4000000000000119": "timeout",
+    "4000000000000341": "capture_declined",  # authorises; every capture is declined (Stripe's sandbox does the same)
 }
+APPROVES_AUTHORIZATION = frozenset({"approve", "timeout", "capture_declined"})
 # Issuer countries by prefix, for the fraud screen's country check.
 ISSUER_COUNTRIES: dict[str, str] = {"4000000760": "BR", "4000001240": "CA", "4000002500": "FR", "4000008400": "US"}
 
@@ -91,7 +102,9 @@ def _network() -> None:
         raise GatewayUnavailable("gateway answered 503 Service Unavailable")
 
 
-def _call(key: str, operation: str, reference: str, amount: Decimal, decide, behaviour: str = "") -> GatewayResponse:
+def _call(
+    key: str, operation: str, reference: str, amount: Decimal, decide, behaviour: str = "", card_token: str = ""
+) -> GatewayResponse:
     _network()
     request_hash = hashlib.sha256(f"{operation}|{reference}|{amount}".encode()).hexdigest()
     stored = GatewayTransaction.objects.filter(idempotency_key=key).first()
@@ -108,6 +121,7 @@ def _call(key: str, operation: str, reference: str, amount: Decimal, decide, beh
                     approved=response.approved,
                     authorization_id=response.authorization_id,
                     decline_code=response.decline_code,
+                    card_token=card_token,
                 )
         except IntegrityError:  # a concurrent call with the same key won
             stored = GatewayTransaction.objects.get(idempotency_key=key)
@@ -123,25 +137,50 @@ def authorize(*, key: str, reference: str, token: str, amount: Decimal) -> Gatew
     behaviour = card.behaviour if card else "invalid_token"
 
     def decide() -> GatewayResponse:
-        if behaviour in {"approve", "timeout"}:
+        if behaviour in APPROVES_AUTHORIZATION:
             return GatewayResponse(True, authorization_id=f"auth_{secrets.token_hex(8)}")
         return GatewayResponse(False, decline_code=behaviour)
 
-    return _call(key, "authorize", reference, amount, decide, behaviour)
+    return _call(key, "authorize", reference, amount, decide, behaviour, card_token=token)
 
 
-def _follow_up(operation: str, *, key: str, reference: str, authorization_id: str, amount: Decimal) -> GatewayResponse:
+def _follow_up(
+    operation: str,
+    *,
+    key: str,
+    reference: str,
+    authorization_id: str,
+    amount: Decimal,
+    check: Callable[[GatewayTransaction], str] | None = None,
+) -> GatewayResponse:
     def decide() -> GatewayResponse:
         auth = GatewayTransaction.objects.filter(operation="authorize", authorization_id=authorization_id, approved=True).first()
         if auth is None:
             return GatewayResponse(False, decline_code="no_such_authorization")
+        refused = check(auth) if check else ""
+        if refused:
+            return GatewayResponse(False, authorization_id=authorization_id, decline_code=refused)
         return GatewayResponse(True, authorization_id=authorization_id)
 
     return _call(key, operation, reference, amount, decide)
 
 
+def _capture_refusal(auth: GatewayTransaction) -> str:
+    """Why the issuer declines capturing this authorisation, if it does."""
+    card = GatewayCard.objects.filter(token=auth.card_token).first() if auth.card_token else None
+    if card is not None and card.behaviour == "capture_declined":
+        return "capture_declined"
+    age = (timezone.now() - auth.created_at).total_seconds()
+    if age > settings.GATEWAY_AUTHORIZATION_TTL_SECONDS:
+        return "authorization_expired"
+    return ""
+
+
 def capture(*, key: str, reference: str, authorization_id: str, amount: Decimal) -> GatewayResponse:
-    return _follow_up("capture", key=key, reference=reference, authorization_id=authorization_id, amount=amount)
+    """Capture an authorisation; declined for the capture-declined card and after the authorisation expired."""
+    return _follow_up(
+        "capture", key=key, reference=reference, authorization_id=authorization_id, amount=amount, check=_capture_refusal
+    )
 
 
 def void(*, key: str, reference: str, authorization_id: str) -> GatewayResponse:

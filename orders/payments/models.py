@@ -74,4 +74,5 @@ class GatewayTransaction(models.Model):
     approved = models.BooleanField()
     authorization_id = models.CharField(max_length=64, blank=True)
     decline_code = models.CharField(max_length=64, blank=True)
+    card_token = models.CharField(max_length=64, blank=True)  # the card an authorisation holds money on
     created_at = models.DateTimeField(auto_now_add=True)
