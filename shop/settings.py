@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import environ
 
 from shop.bootstrap import PROJECT_ROOT, bootstrap, broker_dir
-from shop.queues import celery_queues, celery_routes, is_rabbitmq
+from shop.queues import DEAD_LETTER_QUEUE, DELIVERY_LIMIT, celery_queues, celery_routes, is_rabbitmq
 
 # Every entry point (manage.py, the Celery CLI, WSGI, pytest) reads these settings,
 # so this is where the embedded default is decided: see shop/bootstrap.py.
@@ -127,7 +127,10 @@ if _rabbit:
 else:
     from shop.fs_transport import transport_options
 
-    CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(broker_dir())
+    # The same delivery limit and dead-letter queue as the quorum queues on RabbitMQ.
+    CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(
+        broker_dir(), delivery_limit=DELIVERY_LIMIT, dead_letter_queue=DEAD_LETTER_QUEUE
+    )
 CELERY_TASK_QUEUES = celery_queues(rabbitmq=_rabbit)
 CELERY_TASK_ROUTES = celery_routes()
 CELERY_TASK_DEFAULT_QUEUE = "orders"
