@@ -14,8 +14,11 @@ class ProductAdmin(admin.ModelAdmin):
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "order_id", "created_at", "published_at", "publish_attempts", "last_error")
-    list_filter = ("kind", ("published_at", admin.EmptyFieldListFilter))
+    list_display = (
+        "id", "kind", "order_id", "created_at", "published_at", "publish_attempts", "next_attempt_at", "parked_at", "last_error"
+    )
+    # Parked rows (failed too often) have a dead letter whose replay hands them back to the relay.
+    list_filter = ("kind", ("published_at", admin.EmptyFieldListFilter), ("parked_at", admin.EmptyFieldListFilter))
     search_fields = ("order_id", "event_id")
     readonly_fields = [f.name for f in OutboxEvent._meta.fields]
 

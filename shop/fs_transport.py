@@ -20,7 +20,13 @@ Here every step is one ``os.replace`` within one filesystem (all folders under o
   publish it again flagged ``redelivered``; ``no_ack`` consumers settle at once;
 * recovery: the claimed folder of a process of this host that no longer exists is moved back
   into ``queue/`` when a channel opens, and every ``recover_every`` seconds while a consumer
-  finds its queues empty; so a task held by a worker that was SIGKILLed is delivered again.
+  finds its queues empty; so a task held by a worker that was SIGKILLed is delivered again;
+* a delivery limit and a dead-letter queue, as RabbitMQ's quorum queues have them (transport
+  options ``delivery_limit`` and ``dead_letter_queue``): every return of a message to its queue
+  (a requeue, a restore on close, a recovery) counts in its ``x-delivery-count`` header, and a
+  message returned more than ``delivery_limit`` times, or rejected without requeue, is moved
+  to the dead-letter queue with an ``x-death`` header instead of looping forever or being
+  deleted. Without a dead-letter queue a rejected message is deleted, as in kombu.
 
 Names keep kombu's scheme ``<time>_<uuid>.<queue>.msg`` (sorted names are FIFO), with the time
 as zero-padded wall-clock nanoseconds: kombu's monotonic milliseconds restart at boot and are
@@ -30,9 +36,8 @@ written, which could let a concurrent binder truncate it or a reader decode an e
 
 Limitations, honestly: recovery relies on pids, so it works on one host only, a reused pid
 delays it until that process ends too, and a process that hangs keeps its claims (there is no
-visibility timeout); recovered messages are not flagged ``redelivered``;
-nothing is fsynced (survives process crashes, not power loss); there are no priorities, TTLs or
-dead letters, and consumers poll (latency up to ``polling_interval``). Bindings and the queues of
+visibility timeout); nothing is fsynced (survives process crashes, not power loss); there are no priorities or TTLs,
+and consumers poll (latency up to ``polling_interval``). Bindings and the queues of
 event consumers that are gone survive restarts: call :func:`reset` when starting afresh.
 RabbitMQ remains the broker for anything beyond one host.
 """
@@ -63,8 +68,14 @@ def register() -> None:
     TRANSPORT_ALIASES[ALIAS] = f"{__name__}:Transport"
 
 
-def transport_options(base_dir: Path) -> dict[str, Any]:
-    """``broker_transport_options`` for a broker kept under ``base_dir`` (folders are created)."""
+def transport_options(
+    base_dir: Path, *, delivery_limit: int | None = None, dead_letter_queue: str | None = None
+) -> dict[str, Any]:
+    """``broker_transport_options`` for a broker kept under ``base_dir`` (folders are created).
+
+    With ``dead_letter_queue``, a message rejected without requeue, or returned to its queue
+    more than ``delivery_limit`` times, is moved to that queue instead of deleted or looped.
+    """
     folders = {name: Path(base_dir, name).resolve() for name in FOLDERS}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
@@ -77,6 +88,8 @@ def transport_options(base_dir: Path) -> dict[str, Any]:
         "control_folder": str(folders["control"]),
         "store_processed": False,
         "polling_interval": 0.1,  # kombu's default of 1 s makes every hop of a demo order visibly slow
+        "delivery_limit": delivery_limit,
+        "dead_letter_queue": dead_letter_queue,
     }
 
 
@@ -119,7 +132,10 @@ class QoS(virtual.QoS):
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         super().reject(delivery_tag, requeue=requeue)  # a requeue publishes again and settles
-        self.channel._settle(delivery_tag)
+        if requeue:
+            self.channel._settle(delivery_tag)
+        else:
+            self.channel._dead_letter_claim(delivery_tag, "rejected")
 
 
 class Channel(filesystem.Channel):
@@ -147,6 +163,8 @@ class Channel(filesystem.Channel):
         self._no_ack: set[str] = set()
         self._host = socket.gethostname()
         self._recovered_at = 0.0
+        self.delivery_limit: int | None = opts.get("delivery_limit")
+        self.dead_letter_queue: str | None = opts.get("dead_letter_queue")
         self._recover()
 
     def _write(self, queue: str, payload: dict[str, Any], stamp: str | None = None) -> None:
@@ -209,11 +227,46 @@ class Channel(filesystem.Channel):
             return super()._restore(message)
         payload = message.serializable()
         payload["properties"]["delivery_info"]["redelivered"] = True
-        queue = queue_of(path.name)
-        self._write(queue, payload, stamp=path.name.partition("_")[0])
-        path.unlink(missing_ok=True)
-        self._pending.pop(queue, None)  # list again: the message is back at the head of its queue
+        self._return(path, payload)
         return None
+
+    def _return(self, path: Path, payload: dict[str, Any]) -> None:
+        """Put a claimed message back at the head of its queue, counting the delivery it had;
+        past the delivery limit it goes to the dead-letter queue instead."""
+        queue = queue_of(path.name)
+        headers = payload.setdefault("headers", {})
+        headers["x-delivery-count"] = count = int(headers.get("x-delivery-count") or 0) + 1
+        if self.delivery_limit is not None and count > self.delivery_limit and self._dead_letters_for(queue):
+            self._dead_letter(queue, payload, "delivery_limit")
+        else:
+            self._write(queue, payload, stamp=path.name.partition("_")[0])
+            self._pending.pop(queue, None)  # list again: the message is back at the head of its queue
+        path.unlink(missing_ok=True)
+
+    def _dead_letters_for(self, queue: str) -> bool:
+        """Whether messages of ``queue`` are dead-lettered (never those of the dead-letter queue itself)."""
+        return bool(self.dead_letter_queue) and queue != self.dead_letter_queue
+
+    def _dead_letter(self, queue: str, payload: dict[str, Any], reason: str) -> None:
+        """Move a message to the dead-letter queue, saying why and where from (RabbitMQ's ``x-death``)."""
+        headers = payload.setdefault("headers", {})
+        death = {"reason": reason, "queue": queue, "count": 1, "time": time.time()}
+        headers["x-death"] = [death, *(headers.get("x-death") or [])]
+        payload["properties"].pop("delivery_tag", None)
+        self._write(str(self.dead_letter_queue), payload)
+
+    def _dead_letter_claim(self, tag: Any, reason: str) -> None:
+        """A message rejected without requeue: to the dead-letter queue if there is one, else deleted."""
+        path = self._claim(tag)
+        if path is None or not self._dead_letters_for(queue_of(path.name)):
+            self._settle(tag)
+            return
+        try:
+            payload = loads(path.read_bytes())
+        except FileNotFoundError:  # settled already
+            return
+        self._dead_letter(queue_of(path.name), payload, reason)
+        path.unlink(missing_ok=True)
 
     def _recover(self) -> None:
         """Move the claims of processes of this host that are gone back into the queue folder."""
@@ -224,10 +277,26 @@ class Channel(filesystem.Channel):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 for name in os.listdir(owner.path):
-                    with contextlib.suppress(FileNotFoundError):  # another process recovers it
-                        os.replace(os.path.join(owner.path, name), self.queue_in / name)
+                    self._recover_one(Path(owner.path, name))
             with contextlib.suppress(OSError):
                 os.rmdir(owner.path)
+
+    def _recover_one(self, claimed: Path) -> None:
+        """Return one message of a dead process: first taken (one rename: only one recoverer wins),
+        then rewritten with its delivery counted."""
+        mine = self.claimed / f"{os.getpid()}@{self._host}"
+        mine.mkdir(exist_ok=True)
+        taken = mine / claimed.name
+        try:
+            os.replace(claimed, taken)
+            payload = loads(taken.read_bytes())
+        except FileNotFoundError:  # another process recovers it
+            return
+        except ValueError:  # not a message we can read: back as it was
+            os.replace(taken, self.queue_in / claimed.name)
+            return
+        payload["properties"].setdefault("delivery_info", {})["redelivered"] = True
+        self._return(taken, payload)
 
     def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
         """Create the exchange table whole before kombu updates it under its lock."""

@@ -5,8 +5,10 @@ service. Transient failures (a gateway timeout, a lost database or broker
 connection) are retried with exponential backoff and jitter, a bounded number of
 times; a message that still fails is parked as a dead letter, with its payload
 and error, and the order is flagged on its timeline. With
-``task_acks_on_failure_or_timeout=False`` the broker message is rejected too, so
-RabbitMQ moves it to the dead-letter exchange.
+``task_acks_on_failure_or_timeout=False`` the broker message is rejected, never acked:
+RabbitMQ moves it to the dead-letter exchange and the embedded broker to its
+``dead_letters`` queue, so a message whose parking failed here (the database may be
+what failed) is still parked later, by ``drain_broker``.
 """
 
 from __future__ import annotations
@@ -71,11 +73,12 @@ class PipelineTask(Task):
                 task=self.name,
                 queue=(self.request.delivery_info or {}).get("routing_key", ""),
                 message_id=str(kwargs.get("event_id") or task_id),
+                delivery_id=task_id,
                 order_id=str(kwargs.get("order_id") or ""),
                 kwargs=kwargs,
                 error=repr(exc),
                 traceback=str(einfo),
                 attempts=self.request.retries + 1,
             )
-        except Exception:  # the database itself may be what failed; the broker's DLX still has it
+        except Exception:  # the database itself may be what failed: the broker's dead-letter queue keeps the message
             log.exception("could not park dead letter for %s %s", self.name, task_id)

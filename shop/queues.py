@@ -1,5 +1,6 @@
 """Queue declarations: durable quorum queues with a delivery limit and a
-dead-letter exchange on RabbitMQ, plain queues on the embedded broker."""
+dead-letter exchange on RabbitMQ, plain queues on the embedded broker (which applies
+the same limit and dead-letter queue itself: see ``shop/fs_transport.py``)."""
 
 from __future__ import annotations
 

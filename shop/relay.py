@@ -1,11 +1,17 @@
 """The outbox relay: publish committed events to the broker, then mark them published.
 
-Claim a batch with ``FOR UPDATE SKIP LOCKED`` in a short transaction (a lease,
-so several relays share the work and a dead relay's rows come back), publish
-each event to every subscriber in the pipeline map with publisher confirms, and
-mark the rows only after the broker acknowledged them. A relay killed between
-publish and mark publishes again after the lease expires: consumers are
-idempotent, so that is a duplicate delivery, never a lost event.
+Claim a batch of due rows with ``FOR UPDATE SKIP LOCKED`` in a short transaction (a lease,
+so several relays share the work and a dead relay's rows come back), publish each event to
+every subscriber in the pipeline map with publisher confirms, and mark the rows only after
+the broker confirmed every copy. A relay killed between publish and mark publishes again
+after the lease expires: consumers are idempotent, so that is a duplicate delivery, never a
+lost event.
+
+Each row has its own ``next_attempt_at``: a row whose publish fails (a replay naming a task
+this release does not have, a queue that nacks) backs off exponentially with jitter while
+the rows behind it go on, and after ``OUTBOX_MAX_ATTEMPTS`` it is parked as a dead letter for
+staff. When the broker itself is away no row is to blame: the batch is handed back uncounted.
+Every wait for a confirm is bounded by ``OUTBOX_CONFIRM_TIMEOUT``.
 
 It wakes on ``LISTEN outbox`` (the insert trigger notifies at commit) and sweeps
 every ``OUTBOX_SWEEP_SECONDS`` anyway, because a notification is lost while
@@ -17,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import threading
@@ -25,16 +32,17 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
+from django.utils import timezone
 
 from shop import faults
-from shop.deadletters import drain_broker
-from shop.events import subscribers
+from shop.deadletters import RELAY_STEP, drain_broker, park
 from shop.models import OutboxEvent
-from shop.request_context import bind_request_id, reset_request_id
+from shop.publisher import broker_unreachable, drop_producer, publish
 
 log = logging.getLogger("shop.relay")
 DRAIN_SECONDS = 5.0
+BROKER_AWAY_RETRY_SECONDS = 1.0
 
 
 def _table() -> str:
@@ -42,17 +50,23 @@ def _table() -> str:
 
 
 def claim_batch(relay_id: str, limit: int = 100) -> list[dict[str, Any]]:
-    """Lease up to ``limit`` unpublished rows to this relay (autocommit: one short transaction)."""
+    """Lease up to ``limit`` due rows to this relay (autocommit: one short transaction).
+
+    Due means ``next_attempt_at`` has passed: a row backing off after a failure, or leased to
+    another relay, is not taken, so it never holds up the rows behind it.
+    """
     sql = f"""
         UPDATE {_table()} SET claimed_by = %s,
                claimed_until = now() + make_interval(secs => %s),
+               next_attempt_at = now() + make_interval(secs => %s),
                publish_attempts = publish_attempts + 1
          WHERE id IN (SELECT id FROM {_table()}
-                       WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
-                       ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
-        RETURNING id, event_id, kind, order_id, payload, request_id, target_task"""
+                       WHERE published_at IS NULL AND parked_at IS NULL AND next_attempt_at <= now()
+                       ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED)
+        RETURNING id, event_id, kind, order_id, payload, request_id, target_task, publish_attempts"""
+    lease = settings.OUTBOX_CLAIM_SECONDS
     with connection.cursor() as cur:
-        cur.execute(sql, [relay_id, settings.OUTBOX_CLAIM_SECONDS, limit])
+        cur.execute(sql, [relay_id, lease, lease, limit])
         cols = [c.name for c in cur.description]
         rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
     for row in rows:  # Django leaves jsonb undecoded on raw cursors
@@ -60,48 +74,6 @@ def claim_batch(relay_id: str, limit: int = 100) -> list[dict[str, Any]]:
             row["payload"] = json.loads(row["payload"])
     rows.sort(key=lambda r: r["id"])
     return rows
-
-
-def messages_for(row: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """(task, queue, message id, kwargs) for each subscriber of the row's event."""
-    from shop.events import task_queues
-
-    if row["target_task"]:
-        kwargs = dict(row["payload"]["kwargs"])
-        task = row["target_task"]
-        return [(task, task_queues()[task], f"{kwargs['event_id']}:{task}:replay{row['id']}", kwargs)]
-    kwargs = {
-        "event_id": str(row["event_id"]),
-        "kind": row["kind"],
-        "order_id": row["order_id"],
-        "payload": row["payload"],
-    }
-    return [(s.task, s.queue, f"{row['event_id']}:{s.task}", kwargs) for s in subscribers(row["kind"])]
-
-
-def publish(row: dict[str, Any]) -> None:
-    """Publish one event to each subscriber; returns only once the broker confirmed every copy."""
-    copies = 2 if faults.enabled("duplicate_publish") else 1
-    token = bind_request_id(row["request_id"] or None)  # the relay's own log lines name the request too
-    try:
-        _publish_copies(row, copies)
-    finally:
-        reset_request_id(token)
-
-
-def _publish_copies(row: dict[str, Any], copies: int) -> None:
-    from shop.celery import app
-
-    for task, queue, message_id, kwargs in messages_for(row):
-        for _ in range(copies):
-            app.tasks[task].apply_async(
-                kwargs=kwargs,
-                task_id=message_id,
-                queue=queue,
-                headers={"request_id": row["request_id"] or None},
-                retry=True,
-                retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
-            )
 
 
 def mark_published(relay_id: str, ids: list[int]) -> None:
@@ -113,14 +85,57 @@ def mark_published(relay_id: str, ids: list[int]) -> None:
         )
 
 
-def release_failed(relay_id: str, ids: list[int], error: str, retry_in: float) -> None:
-    """Give the rows back with a short lease so they are tried again soon, by any relay."""
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff with jitter, capped: half the step is fixed, half random."""
+    step = min(settings.OUTBOX_BACKOFF_MAX, settings.OUTBOX_BACKOFF_BASE * 2 ** max(attempts - 1, 0))
+    return step / 2 + random.uniform(0, step / 2)
+
+
+def release_untried(relay_id: str, ids: list[int], error: str) -> None:
+    """The broker is away: give the rows back uncounted, due again shortly, to any relay."""
     with connection.cursor() as cur:
         cur.execute(
-            f"UPDATE {_table()} SET last_error = %s, claimed_by = '', "
-            "claimed_until = now() + make_interval(secs => %s) WHERE id = ANY(%s) AND claimed_by = %s",
-            [error[:2000], retry_in, ids, relay_id],
+            f"UPDATE {_table()} SET last_error = %s, claimed_by = '', claimed_until = NULL, "
+            "publish_attempts = greatest(publish_attempts - 1, 0), "
+            "next_attempt_at = now() + make_interval(secs => %s) WHERE id = ANY(%s) AND claimed_by = %s",
+            [error[:2000], BROKER_AWAY_RETRY_SECONDS, ids, relay_id],
         )
+
+
+def row_failed(relay_id: str, row: dict[str, Any], error: str) -> None:
+    """This row failed while the broker is up: back it off alone, or park it after too many tries."""
+    attempts = row["publish_attempts"]
+    if attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+        park_row(relay_id, row, error)
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {_table()} SET last_error = %s, claimed_by = '', claimed_until = NULL, "
+            "next_attempt_at = now() + make_interval(secs => %s) WHERE id = %s AND claimed_by = %s",
+            [error[:2000], retry_delay(attempts), row["id"], relay_id],
+        )
+
+
+def park_row(relay_id: str, row: dict[str, Any], error: str) -> None:
+    """Stop trying: the row leaves the relay's work and a dead letter (with a replay) tells staff."""
+    attempts = row["publish_attempts"]
+    with transaction.atomic():
+        updated = OutboxEvent.objects.filter(pk=row["id"], claimed_by=relay_id, published_at__isnull=True).update(
+            parked_at=timezone.now(), last_error=error[:2000], claimed_by="", claimed_until=None
+        )
+        if not updated:
+            return
+        park(
+            task=RELAY_STEP,
+            queue="",
+            message_id=str(row["event_id"]),
+            delivery_id=f"outbox:{row['id']}:{attempts}",
+            order_id=row["order_id"],
+            kwargs={"outbox_id": row["id"], "kind": row["kind"], "target_task": row["target_task"]},
+            error=f"could not publish {row['kind']}: {error}",
+            attempts=attempts,
+        )
+    log.error("parked outbox row %s (%s for order %s) after %d attempts", row["id"], row["kind"], row["order_id"], attempts)
 
 
 def relay_once(relay_id: str, limit: int = 100) -> int:
@@ -131,10 +146,13 @@ def relay_once(relay_id: str, limit: int = 100) -> int:
         for i, row in enumerate(rows):
             try:
                 publish(row)
-            except Exception as exc:  # broker down, connection lost, nack
+            except Exception as exc:  # broker down, connection lost, nack, confirm timeout, unknown task
                 log.warning("publish of %s for order %s failed: %r", row["kind"], row["order_id"], exc)
-                release_failed(relay_id, [r["id"] for r in rows[i:]], repr(exc), retry_in=1.0)
-                break
+                if broker_unreachable():
+                    release_untried(relay_id, [r["id"] for r in rows[i:]], repr(exc))
+                    break
+                row_failed(relay_id, row, repr(exc))
+                continue
             done.append(row["id"])
         if done and faults.enabled("relay_crash_after_publish"):
             log.error("fault: relay killed between publish and mark")
@@ -205,4 +223,5 @@ def run(stop: threading.Event | None = None, *, batch: int = 100) -> None:
             continue
         listener.wait(settings.OUTBOX_SWEEP_SECONDS)
     listener.close()
+    drop_producer()
     log.info("relay %s stopped", relay_id)

@@ -13,7 +13,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from shop.bootstrap import PROJECT_ROOT, bootstrap, broker_dir
-from shop.queues import celery_queues, celery_routes, is_rabbitmq
+from shop.queues import DEAD_LETTER_QUEUE, DELIVERY_LIMIT, celery_queues, celery_routes, is_rabbitmq
 
 # Every entry point (manage.py, the Celery CLI, WSGI, pytest) reads these settings,
 # so this is where the embedded default is decided: see shop/bootstrap.py.
@@ -140,7 +140,10 @@ if _rabbit:
 else:
     from shop.fs_transport import transport_options
 
-    CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(broker_dir())
+    # The same delivery limit and dead-letter queue as the quorum queues on RabbitMQ.
+    CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(
+        broker_dir(), delivery_limit=DELIVERY_LIMIT, dead_letter_queue=DEAD_LETTER_QUEUE
+    )
 CELERY_TASK_QUEUES = celery_queues(rabbitmq=_rabbit)
 CELERY_TASK_ROUTES = celery_routes()
 CELERY_TASK_DEFAULT_QUEUE = "orders"
@@ -191,6 +194,12 @@ GATEWAY_AUTHORIZATION_TTL_SECONDS = env.float("GATEWAY_AUTHORIZATION_TTL_SECONDS
 PIPELINE_RETRY_BACKOFF_MAX = env.int("PIPELINE_RETRY_BACKOFF_MAX", default=60)
 OUTBOX_CLAIM_SECONDS = env.int("OUTBOX_CLAIM_SECONDS", default=30)
 OUTBOX_SWEEP_SECONDS = env.float("OUTBOX_SWEEP_SECONDS", default=1.0)
+# A row that fails to publish backs off on its own (base * 2^n with jitter, capped) and is
+# parked as a dead letter after this many attempts; a publisher confirm is awaited at most this long.
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
+OUTBOX_BACKOFF_BASE = env.float("OUTBOX_BACKOFF_BASE", default=1.0)
+OUTBOX_BACKOFF_MAX = env.float("OUTBOX_BACKOFF_MAX", default=60.0)
+OUTBOX_CONFIRM_TIMEOUT = env.float("OUTBOX_CONFIRM_TIMEOUT", default=10.0)
 
 LOGGING = {
     "version": 1,

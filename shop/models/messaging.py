@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models.functions import Now
 
 
 class OutboxEvent(models.Model):
@@ -26,6 +27,11 @@ class OutboxEvent(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     publish_attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # When the relay may take the row next: its insert time, then the end of a lease or of the
+    # row's own backoff after a failed publish, so one failing row never holds up the others.
+    next_attempt_at = models.DateTimeField(db_default=Now())
+    # Set when the row failed too often: the relay leaves it to staff (see the dead letter it left).
+    parked_at = models.DateTimeField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     # Set only for a replayed dead letter: publish to this one task, with payload["kwargs"].
     target_task = models.CharField(max_length=120, blank=True)
@@ -33,7 +39,12 @@ class OutboxEvent(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [
-            models.Index(fields=["id"], name="outbox_unpublished", condition=models.Q(published_at__isnull=True)),
+            # The relay's claim: due rows first (``ORDER BY next_attempt_at, id``), among those still to publish.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                name="outbox_due",
+                condition=models.Q(published_at__isnull=True, parked_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -62,6 +73,9 @@ class DeadLetter(models.Model):
     task = models.CharField(max_length=120)
     queue = models.CharField(max_length=64, blank=True)
     message_id = models.CharField(max_length=100)
+    # The broker delivery that failed (the task id): a replay is a new delivery of the same message,
+    # so a broker dead-letter copy is matched to its delivery, not just to its message.
+    delivery_id = models.CharField(max_length=200, blank=True)
     order_id = models.CharField(max_length=32, blank=True, db_index=True)
     kwargs = models.JSONField(default=dict)
     error = models.TextField()
