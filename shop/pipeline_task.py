@@ -71,7 +71,7 @@ class PipelineTask(Task):
         try:
             park(
                 task=self.name,
-                queue=(self.request.delivery_info or {}).get("routing_key", ""),
+                queue=(self.request.delivery_info or {}).get("routing_key") or "",
                 message_id=str(kwargs.get("event_id") or task_id),
                 delivery_id=task_id,
                 order_id=str(kwargs.get("order_id") or ""),

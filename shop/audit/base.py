@@ -103,7 +103,7 @@ def pipeline_quiet(now: datetime, grace_seconds: float) -> bool:
     from shop.models import OutboxEvent
 
     recent = now - timedelta(seconds=grace_seconds)
-    if OutboxEvent.objects.filter(published_at__isnull=True).exists():
+    if OutboxEvent.objects.filter(published_at__isnull=True, parked_at__isnull=True).exists():
         return False
     return not OutboxEvent.objects.filter(published_at__gte=recent).exists() and not (
         OutboxEvent.objects.filter(created_at__gte=recent).exists()

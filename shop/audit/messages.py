@@ -23,7 +23,7 @@ def handler_of(task: str) -> str:
 
 
 def outbox_stuck(ctx: Context, report: Report) -> None:
-    for event in OutboxEvent.objects.filter(published_at__isnull=True, created_at__lt=ctx.stale):
+    for event in OutboxEvent.objects.filter(published_at__isnull=True, parked_at__isnull=True, created_at__lt=ctx.stale):
         since = f"{event.created_at:%H:%M:%S}"
         report.bad("outbox-stuck", event.order_id, f"{event.kind} unpublished since {since}: {event.last_error[:80]}")
 

@@ -127,7 +127,7 @@ def quiesce(placed: list[str], timeout: float) -> bool:
 
     def done() -> bool:
         open_orders = Order.objects.filter(public_id__in=placed).exclude(status__in=TERMINAL).count()
-        return open_orders == 0 and not OutboxEvent.objects.filter(published_at__isnull=True).exists()
+        return open_orders == 0 and not OutboxEvent.objects.filter(published_at__isnull=True, parked_at__isnull=True).exists()
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
