@@ -115,7 +115,8 @@ class Pipeline:
         from shop.models import OutboxEvent
 
         def quiet() -> bool:
-            return not OutboxEvent.objects.filter(published_at__isnull=True, parked_at__isnull=True).exists() and queue_depth() == 0
+            pending = OutboxEvent.objects.filter(published_at__isnull=True, parked_at__isnull=True)
+            return not pending.exists() and queue_depth() == 0
 
         harness.wait_until(quiet, timeout, interval=0.2, what="the pipeline to go quiet")
         time.sleep(0.5)
