@@ -8,24 +8,21 @@ mid-send) is in doubt: never sent again automatically, re-sent only by staff.
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.utils import timezone
 
 from notifications import services as notifications
+from notifications.mailers import mailers_from_url
 from notifications.models import SentEmail
 from notifications.tasks import send_order_email
 from orders.services import order_snapshot
@@ -33,65 +30,10 @@ from shop.checkout import CheckoutRequest, place
 from shop.models import DeadLetter, OutboxEvent
 from tests import harness
 from tests.fixtures import order_body
+from tests.smtp_sink import SmtpServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("without_shared_pipeline")]
 TASK = "notifications.tasks.send_order_email"
-
-
-class Sink:
-    """What the SMTP server received, and how it answers: accept, refuse, hold or hang up."""
-
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-        self.rcpt_reply = ""  # e.g. "451 4.3.0 busy": refuse every recipient with it
-        self.after_data = "accept"  # or "hold" (answer only once released) or "hang up"
-        self.released = threading.Event()
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list) -> str:
-        if self.rcpt_reply:
-            return self.rcpt_reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(envelope.content)
-        if self.after_data == "hang up":
-            server.transport.abort()
-        elif self.after_data == "hold":
-            for _ in range(1200):
-                if self.released.is_set():
-                    break
-                await asyncio.sleep(0.05)
-        return "250 2.0.0 queued"
-
-
-class SmtpServer:
-    """An aiosmtpd server on a port chosen up front, so it can be down first and up later."""
-
-    def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.sink = Sink()
-        self.controller: Controller | None = None
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def mailers(self) -> dict[str, Any]:
-        options = {"host": "127.0.0.1", "port": self.port, "timeout": 10}
-        return {"default": {"BACKEND": "notifications.smtp.EmailBackend", "OPTIONS": options}}
-
-    def start(self) -> None:
-        self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        self.sink.released.set()
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
 
 
 @pytest.fixture
@@ -176,6 +118,7 @@ def wait_row(order_id: str, what: str, timeout: float, procs: list[harness.Proc]
 # ---- Through a real worker and broker ----------------------------------------------------------
 
 
+@pytest.mark.pipeline
 def test_an_email_refused_while_the_mail_server_is_down_is_retried_and_sent_once_it_is_back(
     catalog: Any, smtp: SmtpServer, workers: list[harness.Proc], tmp_path: Any
 ) -> None:
@@ -194,6 +137,7 @@ def test_an_email_refused_while_the_mail_server_is_down_is_retried_and_sent_once
     assert "setting is deprecated" not in workers[0].log()
 
 
+@pytest.mark.pipeline
 def test_a_parked_email_is_sent_by_its_replay(catalog: Any, smtp: SmtpServer, workers: list[harness.Proc], tmp_path: Any) -> None:
     from shop import deadletters, relay
 
@@ -214,6 +158,7 @@ def test_a_parked_email_is_sent_by_its_replay(catalog: Any, smtp: SmtpServer, wo
     assert len(smtp.sink.messages) == 1
 
 
+@pytest.mark.pipeline
 def test_a_sender_killed_mid_send_leaves_the_email_in_doubt_and_staff_resend_it(
     catalog: Any, smtp: SmtpServer, workers: list[harness.Proc], tmp_path: Any, client: Any, settings: Any
 ) -> None:
@@ -320,6 +265,27 @@ def test_a_fresh_claim_is_left_to_its_sender_and_a_stale_one_is_in_doubt(catalog
 
 
 # ---- Settings -----------------------------------------------------------------------------------
+
+
+def test_tests_send_into_the_locmem_outbox(catalog: Any) -> None:
+    from django.core import mail
+
+    order_id, payload = new_order()
+    send(order_id, str(uuid.uuid4()), payload)
+    assert [m.to for m in mail.outbox] == [["ada@example.com"]]
+    assert email_row(order_id).status == "sent"
+
+
+def test_mailers_from_email_url() -> None:
+    assert mailers_from_url("", timeout=5) == {"default": {"BACKEND": "notifications.mailbox.MailboxBackend"}}
+    smtp = mailers_from_url("smtp+tls://user%40x:p%2Fw@mail.example.com:587", timeout=5)["default"]
+    assert smtp == {
+        "BACKEND": "notifications.smtp.EmailBackend",
+        "OPTIONS": {"host": "mail.example.com", "port": 587, "timeout": 5, "use_tls": True}
+        | {"username": "user@x", "password": "p/w"},
+    }
+    with pytest.raises(ValueError, match="unknown scheme"):
+        mailers_from_url("smtpx://mail.example.com", timeout=5)
 
 
 def test_email_settings_use_mailers_without_deprecation_warnings(smtp: SmtpServer) -> None:
