@@ -125,7 +125,8 @@ def _claim(draft: SentEmail, *, event_id: str, handler: str) -> Claim | None:
             claim_message(event_id, handler)
             return None
         row.status, row.attempts, row.claimed_at = Status.SENDING, row.attempts + 1, timezone.now()
-        row.save(update_fields=["status", "attempts", "claimed_at"])
+        row.body = row.body or draft.body  # a row claimed before bodies were stored
+        row.save(update_fields=["status", "attempts", "claimed_at", "body"])
         return Claim(row.pk, row.attempts)
 
 
