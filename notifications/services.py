@@ -1,22 +1,34 @@
-"""Customer emails: at most one per order and kind (claim, send, mark)."""
+"""Customer emails: at most one per order and kind, and none lost to a mail server outage.
+
+Claim, send, settle (the states are on ``SentEmail``). The claim commits before
+the SMTP call, so a duplicate delivery finds it; how the send ended decides
+what happens next: sent, back to pending for a retry (the server never took
+it), or in doubt (it may have). Only an email in doubt waits for staff.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from notifications.models import EmailKind, SentEmail
+from notifications.smtp import NotTaken, OutcomeUnknown
 from orders.selectors import order_contact
+from shop.errors import PermanentError, TransientError
 from shop.messaging import already_processed, claim_message
 from shop.outbox import emit
 
 log = logging.getLogger("notifications")
+Status = SentEmail.Status
 
 KIND_FOR_EVENT = {
     "order.placed": EmailKind.RECEIVED,
@@ -30,7 +42,36 @@ SUBJECTS = {
 }
 
 
+class EmailNotTaken(TransientError):
+    """The mail server never took the email (down, busy, 4xx): retried with backoff."""
+
+
+class EmailRefused(PermanentError):
+    """The mail server refused the email for good (5xx): parked; a replay tries again."""
+
+
+class EmailBeingSent(TransientError):
+    """Another delivery holds a fresh claim on this email: look again later."""
+
+    def __init__(self, message: str, *, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
+class EmailNotInDoubt(ValueError):
+    """Only an email in doubt may be re-sent by staff."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The right to send one email once: ``attempt`` tells this claim from any later one."""
+
+    pk: int
+    attempt: int
+
+
 def email_send(*, event_id: str, event: str, order_id: str, payload: dict[str, Any], handler: str) -> None:
+    """The pipeline step: send the order's email for this event, unless it was already settled."""
     kind = KIND_FOR_EVENT[event]
     if already_processed(event_id, handler):
         return
@@ -38,28 +79,115 @@ def email_send(*, event_id: str, event: str, order_id: str, payload: dict[str, A
     if contact is None:
         raise ValueError(f"no order {order_id} to email about")
     to, name = contact
-    subject = f"{SUBJECTS[kind]} ({order_id[:8]})"
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                row = SentEmail.objects.create(order_id=order_id, kind=kind, to=to, subject=subject)
-        except IntegrityError:  # claimed before: sent, or in doubt after a crash mid-send
-            row = SentEmail.objects.get(order_id=order_id, kind=kind)
-            if row.status == SentEmail.Status.SENDING:
-                log.warning("email %s for order %s may or may not have gone out: left for reconciliation", kind, order_id)
-            claim_message(event_id, handler)
-            return
     body = render_to_string(
         f"notifications/{kind}.txt",
         {"name": name, "order_id": order_id, "payload": payload, "order_url": f"{settings.SITE_URL}/orders/{order_id}"},
     )
-    EmailMessage(
-        subject,
-        body,
-        to=[to],
-        headers={"Message-ID": f"<{order_id}.{kind}@shop>", "X-Order-Id": order_id, "X-Email-Kind": kind},
-    ).send()
+    draft = SentEmail(order_id=order_id, kind=kind, to=to, subject=f"{SUBJECTS[kind]} ({order_id[:8]})", body=body)
+    claim = _claim(draft, event_id=event_id, handler=handler)
+    if claim is None:
+        return
+    try:
+        _deliver(claim)
+    except NotTaken as exc:
+        _settle(claim, Status.FAILED if exc.permanent else Status.PENDING, error=str(exc))
+        if exc.permanent:
+            raise EmailRefused(str(exc)) from exc
+        raise EmailNotTaken(str(exc)) from exc
+    except OutcomeUnknown as exc:
+        log.warning("email %s for order %s may or may not have gone out: in doubt (%s)", kind, order_id, exc)
+        with transaction.atomic():
+            _settle(claim, Status.IN_DOUBT, error=str(exc))
+            claim_message(event_id, handler)
+        return
     with transaction.atomic():
-        SentEmail.objects.filter(pk=row.pk).update(status=SentEmail.Status.SENT, sent_at=timezone.now())
-        emit("email.sent", order_id=order_id, payload={"kind": kind}, message=f"Email sent: {SUBJECTS[kind].lower()}")
+        _record_sent(claim, text=f"Email sent: {SUBJECTS[kind].lower()}")
         claim_message(event_id, handler)
+
+
+def _claim(draft: SentEmail, *, event_id: str, handler: str) -> Claim | None:
+    """Take the claim (pending or failed -> sending), or settle this delivery without sending."""
+    with transaction.atomic():
+        SentEmail.objects.bulk_create([draft], ignore_conflicts=True)
+        row = SentEmail.objects.select_for_update().get(order_id=draft.order_id, kind=draft.kind)
+        if row.status == Status.SENDING:
+            age = (timezone.now() - row.claimed_at).total_seconds()
+            if age < settings.EMAIL_CLAIM_SECONDS:
+                raise EmailBeingSent(
+                    f"email {row.kind} for order {row.order_id} is being sent (claimed {age:.0f}s ago)",
+                    retry_in=settings.EMAIL_CLAIM_SECONDS - age,
+                )
+            row.status = Status.IN_DOUBT
+            row.last_error = f"claimed {age:.0f}s ago and never settled: the sender stopped mid-send"
+            row.save(update_fields=["status", "last_error"])
+            log.warning("email %s for order %s is in doubt: %s", row.kind, row.order_id, row.last_error)
+        if row.status in (Status.SENT, Status.IN_DOUBT):
+            claim_message(event_id, handler)
+            return None
+        row.status, row.attempts, row.claimed_at = Status.SENDING, row.attempts + 1, timezone.now()
+        row.body = row.body or draft.body  # a row claimed before bodies were stored
+        row.save(update_fields=["status", "attempts", "claimed_at", "body"])
+        return Claim(row.pk, row.attempts)
+
+
+def _deliver(claim: Claim) -> None:
+    """One SMTP transaction; raises ``NotTaken`` or ``OutcomeUnknown`` when it did not end in "250"."""
+    row = SentEmail.objects.get(pk=claim.pk)
+    message = EmailMessage(
+        row.subject,
+        row.body,
+        to=[row.to],
+        headers={"Message-ID": f"<{row.order_id}.{row.kind}@shop>", "X-Order-Id": row.order_id, "X-Email-Kind": row.kind},
+    )
+    if message.send() != 1:
+        raise NotTaken("the mail backend sent nothing", permanent=True)
+
+
+def _settle(claim: Claim, status: str, *, error: str) -> None:
+    """Record how this claim's send ended, unless a later claim (a staff re-send) took over."""
+    updated = SentEmail.objects.filter(pk=claim.pk, attempts=claim.attempt, status__in=[Status.SENDING, Status.IN_DOUBT]).update(
+        status=status, last_error=error[:2000]
+    )
+    if not updated:
+        log.warning("email %s: attempt %d ended (%s) after a later claim took over", claim.pk, claim.attempt, status)
+
+
+def _record_sent(claim: Claim, *, text: str, payload: dict[str, Any] | None = None) -> None:
+    """The server accepted it: sent (even if meanwhile declared in doubt: this is the evidence)."""
+    row = SentEmail.objects.select_for_update().get(pk=claim.pk)
+    if row.attempts != claim.attempt or row.status not in (Status.SENDING, Status.IN_DOUBT):
+        log.warning("email %s: attempt %d was accepted after a later claim took over", claim.pk, claim.attempt)
+        return
+    row.status, row.sent_at, row.last_error = Status.SENT, timezone.now(), ""
+    row.save(update_fields=["status", "sent_at", "last_error"])
+    emit("email.sent", order_id=row.order_id, payload={"kind": row.kind, **(payload or {})}, message=text)
+
+
+def emails_in_doubt() -> QuerySet[SentEmail]:
+    """What staff must look at: emails in doubt, and claims too old to be a live send."""
+    stale = timezone.now() - timedelta(seconds=settings.EMAIL_CLAIM_SECONDS)
+    return SentEmail.objects.filter(Q(status=Status.IN_DOUBT) | Q(status=Status.SENDING, claimed_at__lt=stale))
+
+
+def email_resend(*, email_id: int, staff: str) -> SentEmail:
+    """Staff re-send an email in doubt (the one exception to "one email per order and kind").
+
+    Recorded on the row (who, when, how many). A refusal or another unknown
+    outcome leaves it in doubt, with the error, for staff to try again.
+    """
+    with transaction.atomic():
+        row = emails_in_doubt().select_for_update().filter(pk=email_id).first()
+        if row is None:
+            raise EmailNotInDoubt(f"email {email_id} is not in doubt: only an email in doubt can be re-sent")
+        row.status, row.attempts, row.claimed_at = Status.SENDING, row.attempts + 1, timezone.now()
+        row.resends, row.resent_by, row.resent_at = row.resends + 1, staff[:150], timezone.now()
+        row.save(update_fields=["status", "attempts", "claimed_at", "resends", "resent_by", "resent_at"])
+        claim = Claim(row.pk, row.attempts)
+    try:
+        _deliver(claim)
+    except (NotTaken, OutcomeUnknown) as exc:
+        _settle(claim, Status.IN_DOUBT, error=f"re-send failed: {exc}")
+    else:
+        with transaction.atomic():
+            _record_sent(claim, text=f"Email sent again: {SUBJECTS[row.kind].lower()}", payload={"resent": True})
+    return SentEmail.objects.get(pk=email_id)

@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils import timezone
 
 
 class ShipmentStatus(models.TextChoices):
@@ -17,9 +18,19 @@ class Shipment(models.Model):
     address = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The carrier poll takes open shipments by this time, oldest first, and moves it on
+    # each poll: a round robin, so every open shipment is polled however many there are.
+    next_poll_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["next_poll_at", "id"],
+                name="shipment_poll_due",
+                condition=models.Q(status__in=["created", "in_transit"]),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.tracking_number} {self.status}"

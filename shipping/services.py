@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from orders.payments.selectors import payment_is_captured
 from shipping import carrier
@@ -22,6 +24,8 @@ PROGRESS = {
 }
 # A carrier's tracking is a history of scans: a parcel first seen as delivered was in transit before.
 SCANS = {"in_transit": ("in_transit",), "delivered": ("in_transit", "delivered")}
+OPEN = (S.CREATED, S.IN_TRANSIT)  # on their way: the carrier poll follows them
+POLL_BATCH = 200  # parcels per carrier poll (one tracking request)
 
 
 def _locked(order_id: str, address: dict | None = None) -> Shipment:
@@ -78,9 +82,29 @@ def shipment_cancel(*, event_id: str, order_id: str, handler: str) -> None:
             shipment.save()
 
 
-def shipments_sync(limit: int = 200) -> int:
-    """Ask the carrier about parcels on their way; record each change once (conditional update)."""
-    open_ = dict(Shipment.objects.filter(status__in=[S.CREATED, S.IN_TRANSIT]).values_list("tracking_number", "order_id")[:limit])
+def shipments_due(*, limit: int, repoll_after: float = 0.0) -> dict[str, str]:
+    """Lease the ``limit`` open shipments due longest (tracking number -> order id).
+
+    Their next poll moves ``repoll_after`` seconds past now, behind every other
+    open shipment that is already due: with N open and ``limit`` per poll, each is
+    polled at least once every ceil(N / limit) polls. ``SKIP LOCKED`` lets two
+    overlapping polls take different shipments.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(
+            Shipment.objects.select_for_update(skip_locked=True)
+            .filter(status__in=OPEN, next_poll_at__lte=now)
+            .order_by("next_poll_at", "id")
+            .values_list("pk", "tracking_number", "order_id")[:limit]
+        )
+        Shipment.objects.filter(pk__in=[pk for pk, _, _ in due]).update(next_poll_at=now + timedelta(seconds=repoll_after))
+    return {tracking: order_id for _, tracking, order_id in due}
+
+
+def shipments_sync(limit: int = POLL_BATCH) -> int:
+    """Ask the carrier about the parcels due a poll; record each change once (conditional update)."""
+    open_ = shipments_due(limit=limit)
     changed = 0
     for update in carrier.track(list(open_)):
         for scan in SCANS.get(update.status, ()):

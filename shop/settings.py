@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from notifications.mailers import mailers_from_url
 from shop.bootstrap import PROJECT_ROOT, bootstrap, broker_dir
 from shop.queues import DEAD_LETTER_QUEUE, DELIVERY_LIMIT, celery_queues, celery_routes, is_rabbitmq
 
@@ -123,11 +124,13 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 
-# Email: SMTP in production (EMAIL_URL=smtp://...), the stored mailbox in the demo.
-if env.str("EMAIL_URL", default=""):
-    vars().update(env.email_url("EMAIL_URL"))
-else:
-    EMAIL_BACKEND = "notifications.mailbox.MailboxBackend"
+# Email: SMTP in production (EMAIL_URL=smtp://user:password@host:587), the stored mailbox in
+# the demo. Django 6.1's MAILERS (the EMAIL_BACKEND/EMAIL_HOST family is deprecated); see
+# notifications/mailers.py. EMAIL_TIMEOUT bounds each SMTP socket operation.
+MAILERS = mailers_from_url(env.str("EMAIL_URL", default=""), timeout=env.float("EMAIL_TIMEOUT", default=10.0))
+# A claim in "sending" older than this, with no outcome recorded, is "in doubt": no live sender
+# holds a claim longer (a worker's task is killed at CELERY_TASK_TIME_LIMIT).
+EMAIL_CLAIM_SECONDS = env.float("EMAIL_CLAIM_SECONDS", default=120.0)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="orders@shop.example")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 

@@ -128,7 +128,7 @@ def test_cancel_before_authorisation_means_no_charge(catalog):
 
 
 def test_one_email_per_order_and_kind(catalog, settings):
-    settings.EMAIL_BACKEND = "notifications.mailbox.MailboxBackend"
+    settings.MAILERS = {"default": {"BACKEND": "notifications.mailbox.MailboxBackend"}}
     order = new_order()
     for _ in range(3):
         notifications.email_send(event_id=event(), event="order.placed", order_id=order.public_id, payload={}, handler="t")
