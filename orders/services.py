@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from orders.models import Order, OrderLine, OrderStatus
+from orders.reasons import customer_reason_for
 from shop.messaging import claim_message
 from shop.outbox import emit
 
@@ -139,14 +140,19 @@ def _try_ready(order: Order) -> None:
         )
 
 
-def _cancel(order: Order, reason: str, detail: str = "") -> None:
-    """``detail`` is what the customer's email adds to the reason, when the reason alone does not explain it."""
+def _cancel(order: Order, reason: str, *, cause: str, detail: str = "") -> None:
+    """Cancel with the staff ``reason``; the customer reads only the reason for the ``cause`` (an event kind).
+
+    ``detail`` is what the customer's email adds to it, when the reason alone does not explain it.
+    """
     if not can_proceed(order.cancel):
         log.info("order %s is %s; not cancelled for %s", order.public_id, order.status, reason)
         return
     order.cancel(reason)
     _save(order)
-    payload = {"reason": reason, "detail": detail} if detail else {"reason": reason}
+    payload = {"reason": reason, "customer_reason": customer_reason_for(cause)}
+    if detail:
+        payload["detail"] = detail
     emit("order.cancelled", order_id=order.public_id, payload=payload, message=f"Order cancelled: {reason}")
 
 
@@ -163,9 +169,9 @@ def _mark(field: str) -> Callable[[Order, dict[str, Any]], None]:
     return step
 
 
-def _failed(default: str) -> Callable[[Order, dict[str, Any]], None]:
+def _failed(cause: str, default: str) -> Callable[[Order, dict[str, Any]], None]:
     def step(order: Order, payload: dict[str, Any]) -> None:
-        _cancel(order, payload.get("reason") or default)
+        _cancel(order, payload.get("reason") or default, cause=cause)
 
     return step
 
@@ -179,7 +185,8 @@ def _review(order: Order, payload: dict[str, Any]) -> None:
 def _review_expired(order: Order, payload: dict[str, Any]) -> None:
     """The review outlived its deadline: cancel, unless the order was cleared or has ended meanwhile."""
     if order.status in (OrderStatus.PLACED, OrderStatus.REVIEW) and not order.fraud_cleared_at:
-        _cancel(order, payload.get("reason") or "fraud review not completed in time", payload.get("detail", ""))
+        reason = payload.get("reason") or "fraud review not completed in time"
+        _cancel(order, reason, cause="fraud.review_expired", detail=payload.get("detail", ""))
 
 
 def _paid(order: Order, payload: dict[str, Any]) -> None:
@@ -220,13 +227,13 @@ _STEPS: dict[str, Callable[[Order, dict[str, Any]], None]] = {
     "fraud.cleared": _mark("fraud_cleared_at"),
     "stock.reserved": _mark("stock_reserved_at"),
     "fraud.review": _review,
-    "payment.declined": _failed("payment declined"),
-    "payment.failed": _failed("payment failed"),
+    "payment.declined": _failed("payment.declined", "payment declined"),
+    "payment.failed": _failed("payment.failed", "payment failed"),
     "payment.captured": _paid,
-    "payment.capture_failed": _failed("payment capture declined"),
-    "fraud.rejected": _failed("rejected by fraud screening"),
+    "payment.capture_failed": _failed("payment.capture_failed", "payment capture declined"),
+    "fraud.rejected": _failed("fraud.rejected", "rejected by fraud screening"),
     "fraud.review_expired": _review_expired,
-    "stock.unavailable": _failed("out of stock"),
+    "stock.unavailable": _failed("stock.unavailable", "out of stock"),
     "shipment.created": _shipped,
     "shipment.in_transit": _in_transit,
     "shipment.delivered": _delivered,

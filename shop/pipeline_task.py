@@ -64,6 +64,12 @@ class PipelineTask(Task):
     def is_last_attempt(self) -> bool:
         return self.request.retries >= self.max_retries
 
+    def _queue_name(self) -> str:
+        """The queue the pipeline map gives this task; a retried message's routing key names
+        Celery's delayed-delivery exchange instead, which is no queue staff know."""
+        delivery = self.request.delivery_info or {}
+        return task_queues().get(self.name) or str(delivery.get("routing_key") or "")[:64]
+
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         from shop.deadletters import park
 
@@ -71,7 +77,7 @@ class PipelineTask(Task):
         try:
             park(
                 task=self.name,
-                queue=(self.request.delivery_info or {}).get("routing_key") or "",
+                queue=self._queue_name(),
                 message_id=str(kwargs.get("event_id") or task_id),
                 delivery_id=task_id,
                 order_id=str(kwargs.get("order_id") or ""),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from orders.models import Order, OrderStatus
+from orders.reasons import CANCEL_REASONS, DEFAULT_CANCEL_REASON
 from shop.models import OutboxEvent
 
 # Kind -> customer sentence, or None for steps that concern only staff.
@@ -49,16 +50,6 @@ CUSTOMER_TEXT: dict[str, str | None] = {
 }
 SAFE_FIELDS = ("tracking_number",)
 
-# The event that cancelled an order -> the reason a customer reads (never the staff reason).
-CANCEL_REASONS: dict[str, str] = {
-    "payment.declined": "your card was declined",
-    "payment.failed": "we could not take the payment",
-    "payment.capture_failed": "we could not take the payment",
-    "fraud.rejected": "we could not accept this order",
-    "fraud.review_expired": "we could not finish checking your order in time",
-    "stock.unavailable": "an item in your order is out of stock",
-}
-DEFAULT_CANCEL_REASON = "the order could not be completed"
 
 
 @dataclass(frozen=True)

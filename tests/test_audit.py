@@ -297,7 +297,8 @@ def test_every_order_got_its_received_email_and_its_outcome_email(catalog):
     mail(cancelled, "received")
     in_doubt = new_order(OrderStatus.CANCELLED)
     mail(in_doubt, "received")
-    SentEmail.objects.create(order_id=in_doubt.public_id, kind="cancelled", to="a@example.com", subject="s")  # sending
+    SentEmail.objects.create(order_id=in_doubt.public_id, kind="cancelled", to="a@example.com", subject="s",
+                             status=SentEmail.Status.IN_DOUBT)  # fmt: skip
     never_told = new_order(OrderStatus.CANCELLED)
     mail(never_told, "cancelled")
     settle()
@@ -307,6 +308,21 @@ def test_every_order_got_its_received_email_and_its_outcome_email(catalog):
         ("email-missing", cancelled.public_id, "cancelled"),
         ("email-missing", never_told.public_id, "received"),
     }
+
+
+def test_a_staff_resend_of_an_email_in_doubt_is_the_only_second_copy_allowed(catalog):
+    order = delivered_order()
+    email = SentEmail.objects.create(order_id=order.public_id, kind="shipped", to="a@example.com", subject="s",
+                                     status=SentEmail.Status.IN_DOUBT)  # fmt: skip
+    settle()
+    assert ("email-in-doubt", order.public_id) in {(f.check, f.order_id) for f in audit.run().warnings}
+    mail(order, "shipped")  # the copy the server may have taken before the crash
+    assert ("duplicate-email", order.public_id) in checks()
+    SentEmail.objects.filter(pk=email.pk).update(status=SentEmail.Status.SENT, resends=1)
+    assert ("duplicate-email", order.public_id) not in checks()
+    assert ("email-in-doubt", order.public_id) not in {(f.check, f.order_id) for f in audit.run().warnings}
+    mail(order, "shipped")
+    assert ("duplicate-email", order.public_id) in checks()
 
 
 def test_a_replay_that_never_finished(catalog):

@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from inventory.services import stock_receive
+from notifications.models import SentEmail
 from orders.fraud.models import FraudCheck
 from orders.fraud.services import fraud_decide
 from orders.models import Order
@@ -73,6 +74,11 @@ def test_staff_only_details_never_reach_the_public_api_or_page(pipeline, shop_ap
         for secret in secrets_of(public_id):
             assert secret not in shown, f"{secret!r} shown to the customer of {public_id}"
         assert Order.objects.get(public_id=public_id).cancel_reason not in shown or public_id == approved
+        emailed = " ".join(SentEmail.objects.filter(order_id=public_id).values_list("body", flat=True))
+        assert emailed, f"no email for {public_id}"
+        for secret in secrets_of(public_id):
+            assert secret not in emailed, f"{secret!r} emailed to the customer of {public_id}"
+        assert Order.objects.get(public_id=public_id).cancel_reason not in emailed or public_id == approved
 
     api = client.get(f"/api/orders/{rejected_by_staff}").json()
     assert api["reason"] == "we could not accept this order"
