@@ -214,3 +214,21 @@ def test_a_compensation_after_a_refund_refunds_once(catalog):
 
     assert approved_ops(oid) == {"authorize": 1, "capture": 1, "refund": 1}
     assert Payment.objects.get(order_id=oid).status == "refunded"
+
+
+def test_a_message_that_failed_after_delayed_retries_is_parked_under_its_queue(catalog, switches):
+    """On quorum queues a retried message comes back through Celery's delayed-delivery
+    exchange, with a routing key longer than a queue name: parking it must still work,
+    under the queue the pipeline map gives the task."""
+    order = new_order()
+    faults.set_switch("gateway_failure_rate", "1")
+    delayed_key = "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.1.0.1.0.1.payments"
+    message = authorise_message(order)
+    result = authorize_payment.apply(kwargs=message, retries=authorize_payment.max_retries, routing_key=delayed_key)
+    assert result.successful()  # the last attempt gives up on the authorisation: the order will be cancelled
+    assert OutboxEvent.objects.filter(order_id=order.public_id, kind="payment.failed").exists()
+
+    bad = {"event_id": event(), "kind": "order.placed", "order_id": order.public_id, "payload": {"lines": "not a list"}}
+    assert authorize_payment.apply(kwargs=bad, retries=authorize_payment.max_retries, routing_key=delayed_key).failed()
+    letter = DeadLetter.objects.get(order_id=order.public_id, task=authorize_payment.name)
+    assert letter.queue == "payments"
