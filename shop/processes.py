@@ -8,6 +8,10 @@ against the same broker and database.
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+
 from shop.events import QUEUES
 
 WEB_WORKERS = 2
@@ -31,3 +35,18 @@ def commands(
     procs["beat"] = f"celery -A shop beat -l INFO -s {beat_schedule}"
     procs["flower"] = f"celery -A shop flower --address={host} --port={flower_port}"
     return procs
+
+
+def argv(command: str) -> list[str]:
+    """A command of :func:`commands` as an argv for this interpreter's environment.
+
+    ``python`` and ``celery`` run under this interpreter, other programs from its
+    virtualenv when they are there, so a child never picks up another installation.
+    """
+    program, *rest = shlex.split(command)
+    if program == "python":
+        return [sys.executable, *rest]
+    if program == "celery":
+        return [sys.executable, "-m", "celery", *rest]
+    local = Path(sys.executable).parent / program
+    return [str(local) if local.exists() else program, *rest]
