@@ -24,9 +24,11 @@ def commands(
     procs = {
         # WSGI with 2 workers was the fastest arrangement measured for the checkout
         # view; the order page polls the API, so no request holds a thread for long.
+        # A worker that dies (OOM killer, SIGKILL) is replaced; without the flag granian
+        # itself exits and takes the other worker down with it.
         "web": (
             f"granian --interface wsgi --host {host} --port {port} --workers {WEB_WORKERS} "
-            "--workers-kill-timeout 3 shop.wsgi:application"
+            "--workers-kill-timeout 3 --respawn-failed-workers --respawn-interval 1 shop.wsgi:application"
         ),
         "relay": "python manage.py relay",
     }

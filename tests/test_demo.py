@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import psutil
@@ -64,8 +64,9 @@ class Demo:
         except psutil.NoSuchProcess:
             return []
 
-    def place_order(self) -> str:
-        response = httpx.post(f"{self.base}/api/orders", json=order_body(sku=self.first_sku()), timeout=10)
+    def place_order(self, email: str = "ada@example.com") -> str:
+        body = order_body(sku=self.first_sku(), email=email)
+        response = httpx.post(f"{self.base}/api/orders", json=body, timeout=10)
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
@@ -172,16 +173,34 @@ def test_demo_killed_with_sigkill_comes_back_with_its_orders(state):
     assert_stops_cleanly(second, signal.SIGTERM)
 
 
+def own_services(name: str) -> dict[str, str]:
+    """The environment for a demo on RabbitMQ (and PostgreSQL when DATABASE_URL is set) with a
+    virtual host and a database of its own, new each time: the test session's workers consume
+    the configured vhost, and other runs use the configured database."""
+    url = urlsplit(os.environ["CELERY_BROKER_URL"])
+    vhost = url.path.removeprefix("/") or "/"
+    vhost = f"demo-{name}" if vhost == "/" else f"{vhost}-demo-{name}"
+    user = url.username or "guest"
+    for argv in (["delete_vhost", vhost], ["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
+        subprocess.run(["rabbitmqctl", "-q", *argv], capture_output=True, timeout=120)
+    env = {**os.environ, "CELERY_BROKER_URL": f"{url.scheme}://{url.netloc}/{quote(vhost, safe='')}"}
+    env.pop("SHOP_BROKER_DIR", None)
+    if os.environ.get("DATABASE_URL"):
+        import psycopg
+        from psycopg import sql
+
+        db = urlsplit(os.environ["DATABASE_URL"])
+        dbname = f"{os.environ.get('TEST_DATABASE_NAME', 'test_shop')}_demo_{name}".replace("-", "_")
+        with psycopg.connect(db._replace(path="/postgres").geturl(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        env["DATABASE_URL"] = db._replace(path=f"/{dbname}").geturl()
+    return env
+
+
 @pytest.mark.rabbitmq
 def test_demo_on_postgresql_and_rabbitmq(state):
-    # Its own vhost: the test session's workers consume the default one.
-    for argv in (["add_vhost", "demo-test"], ["set_permissions", "-p", "demo-test", "guest", ".*", ".*", ".*"]):
-        subprocess.run(["rabbitmqctl", "-q", *argv], capture_output=True, timeout=60)
-    url = urlsplit(os.environ["CELERY_BROKER_URL"])
-    broker = f"{url.scheme}://{url.netloc}/demo-test"
-    env = {**os.environ, "CELERY_BROKER_URL": broker}
-    env.pop("SHOP_BROKER_DIR", None)
-    demo = Demo(state, env).start()
+    demo = Demo(state, own_services("test")).start()
     try:
         order_id = demo.place_order()
         assert demo.wait_status(order_id, {"delivered", "cancelled"}) == "delivered"
