@@ -92,8 +92,7 @@ class Demo:
             for pid in json.loads(pid_file.read_text() or "{}").values():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-        if (self.state / "pgdata").exists():
-            embedded_db.stop(self.state / "pgdata")
+        embedded_db.stop(self.state / "pgdata")
 
 
 def assert_stops_cleanly(demo: Demo, sig: int = signal.SIGINT) -> None:
@@ -107,7 +106,7 @@ def assert_stops_cleanly(demo: Demo, sig: int = signal.SIGINT) -> None:
     _, alive = psutil.wait_procs(children, timeout=max(1, STOP_WITHIN - (time.monotonic() - started)))
     alive = [p for p in alive if not stopped(p)]
     assert not alive, f"left behind: {[p.pid for p in alive]}"
-    assert embedded_db.server_pid(demo.state / "pgdata") is None if (demo.state / "pgdata").exists() else True
+    assert embedded_db.server_pid(demo.state / "pgdata") is None
     assert time.monotonic() - started < STOP_WITHIN
 
 
@@ -126,18 +125,27 @@ def embedded_env() -> dict[str, str]:
 
 @pytest.fixture
 def state() -> Iterator[Path]:
-    # Short, and enterable by the embedded server's own user when run as root.
+    """A private folder (0700, as a clone under /root is): run as root, the embedded server's own
+    user cannot enter it, and its data lives in that user's folder instead (test_embedded_root.py)."""
+    from shop import embedded_db
+
     path = Path(tempfile.mkdtemp(prefix="demo-"))
-    path.chmod(0o755)
+    path.chmod(0o700)
     yield path / "state"
+    embedded_db.wipe(path / "state" / "pgdata")
     shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.embedded
 def test_demo_on_the_embedded_default_takes_an_order_and_stops_cleanly(state):
+    from shop import embedded_places
+
     demo = Demo(state, embedded_env()).start("--fresh")
     try:
         assert "example order  http" in demo.log()
+        assert f"database: embedded PostgreSQL in {embedded_places.resolve(state / 'pgdata')}\n" in demo.log()
+        if os.geteuid() == 0:  # the private folder is out of the server user's reach: the console says so
+            assert f"{embedded_places.SERVER_USER}, the server's user, cannot enter {state}" in demo.log()
         order_id = demo.place_order()
         assert demo.wait_status(order_id, {"delivered", "cancelled"}) == "delivered"
         workers = httpx.get(f"http://127.0.0.1:{demo.flower_port}/api/workers?refresh=1", auth=STAFF, timeout=30).json()

@@ -127,7 +127,9 @@ class Command(BaseCommand):
             connections.close_all()
             embedded_db.wipe(bootstrap.pgdata_dir())
             os.environ["DATABASE_URL"] = embedded_db.start(bootstrap.pgdata_dir())
-        self.stdout.write(f"database: embedded PostgreSQL in {bootstrap.pgdata_dir()}")
+        from shop import embedded_places
+
+        self.stdout.write("\n".join(embedded_places.where(bootstrap.pgdata_dir())))
 
     def announce(self, base: str, flower_port: int, host: str, example: bool) -> None:
         """Once the web server answers, place an example order and print where to look."""
