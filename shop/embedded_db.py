@@ -141,6 +141,11 @@ def _prepare(data_dir: Path, socket_dir: Path, user: pwd.struct_passwd | None) -
     """initdb if needed, then write the options that pg_ctl would mangle into embedded.conf."""
     if user and data_dir.parent == places.SERVICE_HOME:
         places.service_home(user)
+    elif user and not places.reachable(data_dir, user.pw_uid):  # made earlier, by another user
+        raise PermissionError(
+            f"PostgreSQL runs as {user.pw_name!r} and cannot enter the folders above the existing data dir {data_dir}: "
+            "move it, or delete it (demo --fresh) to have a new one kept in that user's own folder"
+        )
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not (data_dir / "PG_VERSION").exists():
         if user:
@@ -291,3 +296,5 @@ def wipe(data_dir: Path = DEFAULT_DATA_DIR) -> None:
             shutil.rmtree(data_dir)
     if asked.is_symlink() and asked.resolve() == data_dir:  # it pointed to a data dir kept elsewhere
         asked.unlink()
+    if data_dir.parent == places.SERVICE_HOME:  # nothing of it left in the server user's folder
+        data_dir.with_name(data_dir.name + ".lock").unlink(missing_ok=True)

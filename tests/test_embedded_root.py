@@ -40,8 +40,6 @@ def private() -> Iterator[Path]:
     finally:
         for data in (path / "state" / "pgdata", path / "other" / "pgdata"):
             edb.wipe(data)
-            real = edb.places.resolve(data)
-            real.with_name(real.name + ".lock").unlink(missing_ok=True)
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -74,7 +72,7 @@ def test_data_dir_in_a_private_folder_lives_in_the_server_users_folder(private: 
     assert data.is_symlink() and data.resolve() == real  # where to look, from where it was asked for
 
     edb.wipe(data)
-    assert not real.exists() and not data.is_symlink()
+    assert not real.exists() and not data.is_symlink() and not real.with_name(real.name + ".lock").exists()
 
 
 def test_binaries_in_a_private_folder_run_from_a_copy(private: Path) -> None:
@@ -111,3 +109,22 @@ def test_binaries_in_a_private_folder_run_from_a_copy(private: Path) -> None:
     after = folders(private)
     assert {name: after[name] for name in before} == before  # nothing chmodded or chowned
     assert data.is_symlink() and data.resolve().parent == edb.places.SERVICE_HOME
+
+
+def test_an_existing_data_dir_that_became_private_is_a_clear_error_until_wiped(private: Path) -> None:
+    data = private / "state" / "pgdata"
+    private.chmod(0o755)
+    edb.start(data)
+    edb.stop(data)
+    assert data.is_dir() and not data.is_symlink()
+    private.chmod(0o700)  # the clone moved under /root, say
+    with pytest.raises(PermissionError, match="cannot enter the folders above the existing data dir"):
+        edb.start(data)
+    edb.wipe(data)
+    try:
+        url = edb.start(data)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert data.resolve().parent == edb.places.SERVICE_HOME
+    finally:
+        edb.stop(data)
