@@ -189,8 +189,10 @@ def own_services(name: str) -> dict[str, str]:
     vhost = url.path.removeprefix("/") or "/"
     vhost = f"demo-{name}" if vhost == "/" else f"{vhost}-demo-{name}"
     user = url.username or "guest"
-    for argv in (["delete_vhost", vhost], ["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
-        subprocess.run(["rabbitmqctl", "-q", *argv], capture_output=True, timeout=120)
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=120)  # may not exist
+    for argv in (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
+        done = subprocess.run(["rabbitmqctl", "-q", *argv], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"rabbitmqctl {' '.join(argv)}: {done.stderr or done.stdout}"
     env = {**os.environ, "CELERY_BROKER_URL": f"{url.scheme}://{url.netloc}/{quote(vhost, safe='')}"}
     env.pop("SHOP_BROKER_DIR", None)
     if os.environ.get("DATABASE_URL"):

@@ -18,7 +18,7 @@ import pytest
 
 from shop.supervision import Restarter
 from tests.harness import ROOT, wait_until
-from tests.test_demo import Demo, assert_stops_cleanly, own_services, state  # noqa: F401 - state is a fixture
+from tests.test_demo import Demo, assert_stops_cleanly, embedded_env, own_services, state  # noqa: F401 - state is a fixture
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -78,9 +78,16 @@ def kill_a_web_worker(demo: Demo) -> None:
 
 
 @pytest.mark.demo
-@pytest.mark.rabbitmq
-def test_sigkilled_web_worker_relay_and_celery_worker_do_not_stop_the_shop(state):  # noqa: F811
-    demo = Demo(state, own_services("crash")).start()
+@pytest.mark.parametrize(
+    "services",
+    [
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),  # its own database and vhost
+        pytest.param("embedded", marks=pytest.mark.embedded),  # PostgreSQL from the wheel, the broker in files
+    ],
+)
+def test_sigkilled_web_worker_relay_and_celery_worker_do_not_stop_the_shop(state, services):  # noqa: F811
+    env = own_services("crash") if services == "rabbitmq" else embedded_env()
+    demo = Demo(state, env).start(*(["--fresh"] if services == "embedded" else []))
     try:
         order_completes(demo)
 
