@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from celery import Task
+from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
@@ -28,6 +29,7 @@ from shop.messaging import check_message
 from shop.request_context import bind_request_id, reset_request_id
 
 log = logging.getLogger("shop.pipeline")
+DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 @functools.cache
@@ -36,7 +38,7 @@ def _pipeline_tasks() -> frozenset[str]:
 
 
 class PipelineTask(Task):
-    autoretry_for = (TransientError, OperationalError, InterfaceError)
+    autoretry_for = (TransientError, *DATABASE_ERRORS)
     retry_backoff = True
     retry_backoff_max = settings.PIPELINE_RETRY_BACKOFF_MAX
     retry_jitter = True
@@ -57,8 +59,24 @@ class PipelineTask(Task):
             if self.name in _pipeline_tasks():
                 check_message(kwargs)
             return super().__call__(*args, **kwargs)
+        except DATABASE_ERRORS as exc:
+            raise self._retry_past_budget(exc) from exc
         finally:
             reset_request_id(token)
+
+    def _retry_past_budget(self, exc: BaseException) -> BaseException:
+        """The database was away on the last attempt (retries used up by a gateway that kept
+        timing out, then PostgreSQL restarting as the step gave up). What failed is our own
+        store, not the step: retry, up to ``max_retries`` more times, rather than park a
+        message that would succeed once the database is back."""
+        retries = self.request.retries
+        if not self.max_retries <= retries < 2 * self.max_retries:
+            return exc
+        countdown = get_exponential_backoff_interval(
+            factor=1, retries=retries - self.max_retries, maximum=self.retry_backoff_max, full_jitter=True
+        )
+        log.warning("%s: the database is away on the last attempt; retrying in %d s", self.name, countdown)
+        return self.retry(exc=exc, countdown=countdown, max_retries=retries + 1)
 
     @property
     def is_last_attempt(self) -> bool:

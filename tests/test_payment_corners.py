@@ -232,3 +232,28 @@ def test_a_message_that_failed_after_delayed_retries_is_parked_under_its_queue(c
     assert authorize_payment.apply(kwargs=bad, retries=authorize_payment.max_retries, routing_key=delayed_key).failed()
     letter = DeadLetter.objects.get(order_id=order.public_id, task=authorize_payment.name)
     assert letter.queue == "payments"
+
+
+def test_a_database_outage_on_the_last_attempt_is_retried_not_parked(catalog, switches, monkeypatch):
+    """Found by the chaos run: the timeout card used up its retries on gateway timeouts, and the
+    database restarted just as the last attempt gave up. What failed then was our own store, not
+    the step: the message must be retried once the database is back, not parked for staff."""
+    from django.db import OperationalError
+
+    faults.set_switch("gateway_timeout_rate", "1")
+    order = new_order()
+    real_abandon = payments.payment_abandon
+    outages = iter([OperationalError("the database system is starting up")])
+
+    def abandon_while_the_database_restarts(**kw):
+        for error in outages:
+            raise error
+        return real_abandon(**kw)
+
+    monkeypatch.setattr(payments, "payment_abandon", abandon_while_the_database_restarts)
+    result = authorise(authorise_message(order), retries=authorize_payment.max_retries)
+
+    assert result.successful(), result.result
+    assert not DeadLetter.objects.filter(order_id=order.public_id).exists()
+    assert Payment.objects.get(order_id=order.public_id).status == "failed"
+    assert OutboxEvent.objects.filter(order_id=order.public_id, kind="payment.failed").count() == 1
