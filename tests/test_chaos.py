@@ -40,3 +40,4 @@ def test_chaos_run_ends_with_every_order_terminal_and_the_checker_clean(without_
     assert result["orders"]["terminal"] == result["orders"]["confirmed"]
     assert result["orders"]["unconfirmed"] == 0
     assert result["audit"]["dead_letters"] == 0
+    assert result["audit"]["quiet"] == 1  # the checker's cross-step rules ran, not only the always-on ones

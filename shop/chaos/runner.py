@@ -121,7 +121,7 @@ def heal() -> None:
 
 
 def quiesce(placed: list[str], timeout: float) -> bool:
-    """Wait until every confirmed order is terminal and the outbox has drained."""
+    """Wait until every confirmed order is terminal, the outbox has drained and the pipeline settled."""
     from orders.models import TERMINAL, Order
     from shop.models import OutboxEvent
 
@@ -131,10 +131,21 @@ def quiesce(placed: list[str], timeout: float) -> bool:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if with_db_retry(done):
+        if with_db_retry(done) and with_db_retry(settled):
             return True
         time.sleep(1)
     return False
+
+
+def settled() -> bool:
+    """The checker's quiet rules can run (no event newer than its grace period) and every
+    published event has been taken by each of its subscribers: emails, stock commits and
+    other steps that follow an order's terminal status have caught up, so the final audit
+    compares finished records, with every process still running until then."""
+    from shop import audit
+
+    report = audit.run()
+    return bool(report.stats["quiet"]) and not any(v.check == "event-not-processed" for v in report.violations)
 
 
 def free_port() -> int:
