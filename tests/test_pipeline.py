@@ -14,7 +14,7 @@ from orders.models import Order
 from orders.payments.models import GatewayTransaction, Payment
 from shop.models import DeadLetter, OutboxEvent, ProcessedMessage
 from tests.fixtures import CARD_DECLINED, CARD_NO_FUNDS, CARD_TIMEOUT, order_body
-from tests.harness import relay
+from tests.harness import relay, wait_until
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 
@@ -82,17 +82,31 @@ def test_gateway_timeout_cancels_and_voids_the_authorisation(pipeline, shop_api)
 
 
 def test_gateway_outage_outlasting_the_retries_cancels_the_order(pipeline, shop_api, fault):
-    """Every gateway call answers 503: retried, then given up: cancelled, not parked."""
+    """Every gateway call answers 503: the authorisation is retried, then given up: the order is
+    cancelled, not parked. Its compensation (asking the gateway whether anything needs voiding)
+    meets the same outage: retried, then parked for staff, never acked as done; a replay once
+    the gateway is back finishes it."""
+    from shop import deadletters
+
     fault("gateway_failure_rate", "1")
     order = shop_api.place(sku="SKU-2")
 
     assert pipeline.wait_terminal([order["id"]], timeout=90) == {order["id"]: "cancelled"}
+    letter = wait_until(
+        lambda: DeadLetter.objects.filter(order_id=order["id"], task="orders.payments.tasks.cancel_payment").first(),
+        90,
+        what="the void to be parked while the gateway is down",
+    )
+    assert not DeadLetter.objects.filter(task="orders.payments.tasks.authorize_payment").exists()
+    assert Payment.objects.get(order_id=order["id"]).status == "voiding"
     fault("gateway_failure_rate", "0")
+    assert deadletters.replay(letter.pk)
     pipeline.wait_quiet()
+    assert Payment.objects.get(order_id=order["id"]).status == "voided"
     assert "gateway unavailable" in Order.objects.get(public_id=order["id"]).cancel_reason
     assert gateway_ops(order["id"]) == {}
     assert StockItem.objects.get(sku="SKU-2").available == 5
-    assert not DeadLetter.objects.exists()
+    assert not DeadLetter.objects.filter(status=DeadLetter.Status.PARKED).exists()
 
 
 def test_fraud_rejection_cancels_with_compensations(pipeline, shop_api):
