@@ -2,8 +2,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from shop import deadletters, faults
 from shop.models import DeadLetter, FaultSetting, OutboxEvent, Product
+from shop.pipeline import deadletters, faults
 
 
 @admin.register(Product)

@@ -136,7 +136,7 @@ def describe_open(order_ids: list[str]) -> str:
 
 def queue_depth() -> int:
     from shop.celery import app
-    from shop.events import QUEUES
+    from shop.pipeline.events import QUEUES
 
     total = 0
     with app.connection_for_write() as conn:
@@ -189,8 +189,8 @@ def pipeline(pipeline_procs: Pipeline, catalog: dict[str, int]) -> Iterator[Pipe
 @pytest.fixture
 def fault(transactional_db: None) -> Iterator[Any]:
     """Set a runtime fault switch for every process; cleared after the test."""
-    from shop import faults
     from shop.models import FaultSetting
+    from shop.pipeline import faults
 
     def set_switch(name: str, value: str) -> None:
         faults.set_switch(name, value)

@@ -21,8 +21,8 @@ from celery import Celery
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.transport import resolve_transport
 
-from shop import fs_transport
-from shop.fs_transport import Transport, reset, transport_options
+from shop.local import fs_transport
+from shop.local.fs_transport import Transport, reset, transport_options
 
 pytestmark = pytest.mark.embedded
 
@@ -186,7 +186,7 @@ def test_fanout_reaches_every_bound_queue_from_another_process(tmp_path: Path) -
             queue(conn.default_channel).declare()
         publisher = textwrap.dedent(f"""
             from kombu import Connection, Exchange
-            from shop.fs_transport import transport_options
+            from shop.local.fs_transport import transport_options
             with Connection("fsatomic://", transport_options=transport_options({str(tmp_path)!r})) as conn:
                 conn.Producer().publish({{"hello": "all"}}, exchange=Exchange("broadcast", type="fanout", durable=False),
                                         declare=[Exchange("broadcast", type="fanout", durable=False)])

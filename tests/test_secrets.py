@@ -81,7 +81,7 @@ def test_the_idempotency_record_holds_no_card_secret_nor_an_unkeyed_hash(client,
 
 @pytest.mark.django_db(transaction=True)
 def test_the_fingerprint_ignores_the_cvc_and_the_full_number_and_needs_the_server_key():
-    from shop.checkout import request_fingerprint
+    from shop.storefront.checkout import request_fingerprint
 
     body = card_body()
     same = request_fingerprint(body)
@@ -195,8 +195,8 @@ def test_seed_never_gives_the_staff_account_the_published_password(monkeypatch):
 @pytest.fixture
 def switches_set(transactional_db, monkeypatch):
     """A gateway outage switched on both ways: a FaultSetting row and a FAULT_* variable."""
-    from shop import faults
     from shop.models import FaultSetting
+    from shop.pipeline import faults
 
     FaultSetting.objects.create(name="gateway_failure_rate", value="1")
     monkeypatch.setenv("FAULT_GATEWAY_TIMEOUT_RATE", "1")

@@ -15,8 +15,8 @@ from orders import services as orders
 from orders.models import Order
 from orders.payments import services as payments
 from orders.payments.models import GatewayTransaction, Payment
-from shop.checkout import CheckoutRequest, place
 from shop.models import OutboxEvent
+from shop.storefront.checkout import CheckoutRequest, place
 from tests.fixtures import order_body
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("without_shared_pipeline")]

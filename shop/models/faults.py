@@ -2,7 +2,7 @@ from django.db import models
 
 
 class FaultSetting(models.Model):
-    """A runtime fault switch set by staff; overrides the environment default (see shop/faults.py)."""
+    """A runtime fault switch set by staff; overrides the environment default (see shop/pipeline/faults.py)."""
 
     name = models.CharField(max_length=64, unique=True)
     value = models.CharField(max_length=200)
