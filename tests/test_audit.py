@@ -19,7 +19,7 @@ from orders.fraud.models import FraudCheck
 from orders.models import Order, OrderStatus
 from orders.payments.models import GatewayTransaction
 from shipping.models import CarrierParcel, Shipment
-from shop.models import DeadLetter, OutboxEvent, ProcessedMessage
+from shop.pipeline.models import DeadLetter, OutboxEvent, ProcessedMessage
 from shop.proof import audit
 from shop.storefront.checkout import CheckoutRequest, place
 from tests import harness

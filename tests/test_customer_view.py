@@ -18,8 +18,9 @@ from notifications.models import SentEmail
 from orders.fraud.models import FraudCheck
 from orders.fraud.services import fraud_decide
 from orders.models import Order
-from shop.models import OutboxEvent, Product
 from shop.pipeline import deadletters
+from shop.pipeline.models import OutboxEvent
+from shop.storefront.models import Product
 from tests.harness import wait_until
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
@@ -92,7 +93,7 @@ def test_staff_only_details_never_reach_the_public_api_or_page(pipeline, shop_ap
     assert f"score {check.score}" in admin_page
     assert f"approved by {REVIEWER}" in admin_page
     assert "parked for replay" in admin_page
-    assert DEAD_LETTER_ERROR in client.get("/admin/shop/deadletter/").content.decode()
+    assert DEAD_LETTER_ERROR in client.get("/admin/pipeline/deadletter/").content.decode()
     rejected_admin = client.get(f"/admin/orders/order/{Order.objects.get(public_id=rejected_by_rules).pk}/change/")
     assert "disposable email domain" in rejected_admin.content.decode()
 

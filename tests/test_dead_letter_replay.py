@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-from shop.models import DeadLetter, OutboxEvent
 from shop.pipeline import deadletters, relay
+from shop.pipeline.models import DeadLetter, OutboxEvent
 from shop.pipeline.outbox import emit
 from tests import harness
 

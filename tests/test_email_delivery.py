@@ -26,7 +26,7 @@ from notifications.mailers import mailers_from_url
 from notifications.models import SentEmail
 from notifications.tasks import send_order_email
 from orders.services import order_snapshot
-from shop.models import DeadLetter, OutboxEvent
+from shop.pipeline.models import DeadLetter, OutboxEvent
 from shop.storefront.checkout import CheckoutRequest, place
 from tests import harness
 from tests.fixtures import order_body

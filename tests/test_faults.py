@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import pytest
 
 from orders.payments.models import GatewayTransaction
-from shop.models import DeadLetter, OutboxEvent
 from shop.pipeline import deadletters
+from shop.pipeline.models import DeadLetter, OutboxEvent
 from shop.proof import audit, chaos
 from tests import harness
 from tests.fixtures import Pipeline

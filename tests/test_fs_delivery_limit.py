@@ -16,7 +16,7 @@ from django.db import connection
 from kombu import Connection
 
 from shop.local.fs_transport import transport_options
-from shop.models import DeadLetter
+from shop.pipeline.models import DeadLetter
 from shop.pipeline.queues import DEAD_LETTER_QUEUE, DELIVERY_LIMIT
 from tests import harness
 

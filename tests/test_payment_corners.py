@@ -20,8 +20,8 @@ from orders.models import Order
 from orders.payments import services as payments
 from orders.payments.models import GatewayTransaction, Payment
 from orders.payments.tasks import authorize_payment, cancel_payment
-from shop.models import DeadLetter, FaultSetting, OutboxEvent
 from shop.pipeline import faults
+from shop.pipeline.models import DeadLetter, FaultSetting, OutboxEvent
 from shop.proof import audit
 from shop.storefront.checkout import CheckoutRequest, place
 from tests.fixtures import order_body

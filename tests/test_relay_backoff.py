@@ -16,9 +16,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from shop.models import DeadLetter, OutboxEvent
 from shop.pipeline import deadletters, publisher, relay
 from shop.pipeline.deadletters import RELAY_STEP
+from shop.pipeline.models import DeadLetter, OutboxEvent
 from shop.pipeline.outbox import emit
 from tests import harness
 

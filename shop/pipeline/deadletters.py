@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import current_app as app  # the project's app (shop/celery.py), without importing the project
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from shop.models import DeadLetter, OutboxEvent
+from shop.pipeline.models import DeadLetter, OutboxEvent
 from shop.pipeline.outbox import emit
 
 log = logging.getLogger("shop.deadletters")
@@ -115,7 +116,6 @@ def drain_broker(limit: int = 100) -> int:
     kept killing its worker; or rejected by a task that failed and could not park it) from the
     dead-letter queue into ``DeadLetter`` rows, where staff see and replay them. A message is
     taken off the queue only once it is parked. Returns how many were moved."""
-    from shop.celery import app
     from shop.pipeline.queues import declare_dead_letters
 
     moved = 0

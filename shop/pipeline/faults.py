@@ -45,7 +45,7 @@ def _overrides() -> dict[str, str]:
     global _cache
     now = time.monotonic()
     if now - _cache[0] > CACHE_SECONDS:
-        from shop.models import FaultSetting
+        from shop.pipeline.models import FaultSetting
 
         try:
             values = dict(FaultSetting.objects.values_list("name", "value"))
@@ -91,7 +91,7 @@ def enabled(name: str) -> bool:
 
 def set_switch(name: str, value: str) -> None:
     """Staff and tests: override a switch for every process (through the database)."""
-    from shop.models import FaultSetting
+    from shop.pipeline.models import FaultSetting
 
     if name not in SWITCHES:
         raise KeyError(name)
@@ -114,7 +114,7 @@ def maybe_crash(order_id: str, where: str) -> None:
     if get("crash_order") == order_id:
         from django.db import DatabaseError
 
-        from shop.models import FaultSetting
+        from shop.pipeline.models import FaultSetting
 
         marker = "crashed:" + hashlib.sha1(f"{order_id}:{where}".encode()).hexdigest()[:24]
         try:

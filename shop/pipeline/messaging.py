@@ -13,9 +13,9 @@ from typing import Any
 
 from django.db import connection
 
-from shop.models import ProcessedMessage
 from shop.pipeline.errors import PermanentError
 from shop.pipeline.events import known_events
+from shop.pipeline.models import ProcessedMessage
 
 
 def claim_message(message_id: str | uuid.UUID, handler: str) -> bool:

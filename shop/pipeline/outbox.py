@@ -11,8 +11,8 @@ from typing import Any
 
 from django.db import connection
 
-from shop.models import OutboxEvent
 from shop.pipeline.events import known_events
+from shop.pipeline.models import OutboxEvent
 from shop.pipeline.request_context import current_request_id
 
 

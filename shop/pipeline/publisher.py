@@ -11,6 +11,7 @@ import functools
 import logging
 from typing import Any
 
+from celery import current_app as app  # the project's app (shop/celery.py), without importing the project
 from django.conf import settings
 from kombu import Producer
 
@@ -53,8 +54,6 @@ _producer: list[ConfirmBoundProducer] = []  # this process's own, dropped after 
 
 
 def _get_producer() -> ConfirmBoundProducer:
-    from shop.celery import app
-
     if not _producer:
         _producer.append(ConfirmBoundProducer(app.connection_for_write()))
     return _producer[0]
@@ -73,8 +72,6 @@ def drop_producer() -> None:
 @functools.cache
 def _import_tasks() -> None:
     """Register every task (apply_async needs the task objects), as a worker does at start."""
-    from shop.celery import app
-
     app.loader.import_default_modules()
 
 
@@ -89,8 +86,6 @@ def publish(row: dict[str, Any]) -> None:
 
 
 def _publish_copies(row: dict[str, Any], copies: int) -> None:
-    from shop.celery import app
-
     _import_tasks()
     producer = _get_producer()
     for task, queue, message_id, kwargs in messages_for(row):
@@ -109,8 +104,6 @@ def _publish_copies(row: dict[str, Any], copies: int) -> None:
 
 def broker_unreachable() -> bool:
     """After a failed publish: is it the broker that is away (then no row is to blame)?"""
-    from shop.celery import app
-
     drop_producer()
     try:
         with app.connection_for_write() as conn:

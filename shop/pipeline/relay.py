@@ -35,9 +35,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from shop.models import OutboxEvent
 from shop.pipeline import faults
 from shop.pipeline.deadletters import RELAY_STEP, drain_broker, park
+from shop.pipeline.models import OutboxEvent
 from shop.pipeline.publisher import broker_unreachable, drop_producer, publish
 
 log = logging.getLogger("shop.relay")

@@ -16,8 +16,8 @@ from pydantic import ConfigDict
 
 from inventory.models import StockItem
 from orders.selectors import order_by_public_id, order_timeline
-from shop.models import Product
 from shop.storefront import checkout
+from shop.storefront.models import Product
 from shop.storefront.timeline import customer_order_view
 
 api = NinjaAPI(title="Order pipeline API", version="1.0", urls_namespace="api")

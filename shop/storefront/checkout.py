@@ -22,7 +22,7 @@ from inventory.models import StockItem
 from orders.models import Order
 from orders.payments import gateway
 from orders.services import Address, CardOnFile, LineRequest, order_place
-from shop.models import IdempotencyKey, Product
+from shop.storefront.models import IdempotencyKey, Product
 
 MAX_ITEMS = 20
 MAX_QUANTITY = 50

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from orders.models import Order, OrderStatus
 from orders.reasons import CANCEL_REASONS, DEFAULT_CANCEL_REASON
-from shop.models import OutboxEvent
+from shop.pipeline.models import OutboxEvent
 
 # Kind -> customer sentence, or None for steps that concern only staff.
 # ``{tracking_number}`` is the only payload field a sentence may use.

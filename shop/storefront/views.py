@@ -11,9 +11,9 @@ from django.views.decorators.http import require_POST
 
 from inventory.models import StockItem
 from orders.selectors import order_by_public_id, order_timeline
-from shop.models import Product
 from shop.storefront import checkout
 from shop.storefront.forms import AddToCartForm, CheckoutForm
+from shop.storefront.models import Product
 from shop.storefront.timeline import customer_order_view
 
 CARD_FIELDS = {"card.number": "card_number", "card.exp_year": "exp_year", "card.exp_month": "exp_month", "email": "email"}

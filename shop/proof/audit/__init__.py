@@ -18,7 +18,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from orders.models import OrderStatus
-from shop.models import DeadLetter, OutboxEvent
+from shop.pipeline.models import DeadLetter, OutboxEvent
 from shop.proof.audit import carrier, emails, lifecycle, messages, money, stock
 from shop.proof.audit.base import Context, Finding, Report, Rule, pipeline_quiet
 

@@ -82,7 +82,7 @@ class Context:
 
     @cached_property
     def parcels(self) -> list:
-        from shop.proof.audit.carrier import carrier_parcels
+        from shop.proof.audit.parcels import carrier_parcels
 
         return carrier_parcels()
 
@@ -100,7 +100,7 @@ def pipeline_quiet(now: datetime, grace_seconds: float) -> bool:
     """No event waits for the relay (unpublished or claimed), and none was written or
     published within the grace period: what was published has had time to be processed.
     The rules that compare one step's records with another's run only then."""
-    from shop.models import OutboxEvent
+    from shop.pipeline.models import OutboxEvent
 
     recent = now - timedelta(seconds=grace_seconds)
     if OutboxEvent.objects.filter(published_at__isnull=True, parked_at__isnull=True).exists():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from notifications.models import EmailKind, MailboxMessage, SentEmail
 from orders.models import OrderStatus
-from shop.models import DeadLetter, OutboxEvent
+from shop.pipeline.models import DeadLetter, OutboxEvent
 from shop.proof.audit.base import Context, Report, rows
 
 EMAIL_TASK = "notifications.tasks.send_order_email"

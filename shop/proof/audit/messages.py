@@ -10,8 +10,8 @@ from __future__ import annotations
 import uuid
 
 from orders.services import HANDLER as ORDER_HANDLER
-from shop.models import DeadLetter, OutboxEvent, ProcessedMessage
 from shop.pipeline.events import ORDER_STEP, PIPELINE
+from shop.pipeline.models import DeadLetter, OutboxEvent, ProcessedMessage
 from shop.proof.audit.base import Context, Report, rows
 
 # The name a task's consumer records in the processed-message table, where it is not the task's own.

@@ -25,7 +25,7 @@ def seed_catalog(products: int = 20, stock: int = 400, scarce: int = 3) -> list[
     """Products for the run; a few scarce ones so that some orders race for the last units."""
     from inventory.models import StockItem
     from inventory.services import stock_receive
-    from shop.models import Product
+    from shop.storefront.models import Product
 
     skus = []
     for i in range(products):

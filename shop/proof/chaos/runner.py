@@ -108,8 +108,8 @@ class Nemesis:
 
 def heal() -> None:
     """Undo every fault that may still be on: broker and database up, switches off."""
-    from shop.models import FaultSetting
     from shop.pipeline import faults
+    from shop.pipeline.models import FaultSetting
 
     if broker_restartable():
         with contextlib.suppress(Exception):
@@ -123,7 +123,7 @@ def heal() -> None:
 def quiesce(placed: list[str], timeout: float) -> bool:
     """Wait until every confirmed order is terminal and the outbox has drained."""
     from orders.models import TERMINAL, Order
-    from shop.models import OutboxEvent
+    from shop.pipeline.models import OutboxEvent
 
     def done() -> bool:
         open_orders = Order.objects.filter(public_id__in=placed).exclude(status__in=TERMINAL).count()

@@ -1,4 +1,5 @@
-"""The outbox, the processed-message record, dead letters and idempotency keys."""
+"""The pipeline's tables: the outbox, the processed-message record, dead letters and the fault
+switches. They keep their ``shop_*`` table names from before the pipeline was its own app."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class OutboxEvent(models.Model):
     target_task = models.CharField(max_length=120, blank=True)
 
     class Meta:
+        db_table = "shop_outboxevent"  # kept from the ``shop`` app, which owned it first
         ordering = ["id"]
         indexes = [
             # The relay's claim: due rows first (``ORDER BY next_attempt_at, id``), among those still to publish.
@@ -59,6 +61,7 @@ class ProcessedMessage(models.Model):
     processed_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "shop_processedmessage"  # kept from the ``shop`` app, which owned it first
         constraints = [models.UniqueConstraint(fields=["message_id", "handler"], name="processed_once")]
 
 
@@ -86,6 +89,7 @@ class DeadLetter(models.Model):
     replayed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "shop_deadletter"  # kept from the ``shop`` app, which owned it first
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(
@@ -97,11 +101,16 @@ class DeadLetter(models.Model):
         return f"{self.task} {self.order_id}: {self.error[:60]}"
 
 
-class IdempotencyKey(models.Model):
-    """An API Idempotency-Key, inserted in the order's transaction so duplicates serialise on it."""
+class FaultSetting(models.Model):
+    """A runtime fault switch set by staff; overrides the environment default (see shop/pipeline/faults.py)."""
 
-    key = models.CharField(max_length=255, unique=True)
-    request_hash = models.CharField(max_length=64)
-    status_code = models.PositiveSmallIntegerField()
-    response = models.JSONField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    name = models.CharField(max_length=64, unique=True)
+    value = models.CharField(max_length=200)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+    class Meta:
+        db_table = "shop_faultsetting"  # kept from the ``shop`` app, which owned it first
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"

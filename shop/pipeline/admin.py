@@ -2,14 +2,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from shop.models import DeadLetter, FaultSetting, OutboxEvent, Product
 from shop.pipeline import deadletters, faults
-
-
-@admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
-    list_display = ("sku", "name", "price", "currency", "active")
-    search_fields = ("sku", "name")
+from shop.pipeline.models import DeadLetter, FaultSetting, OutboxEvent
 
 
 @admin.register(OutboxEvent)
