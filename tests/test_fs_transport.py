@@ -251,8 +251,10 @@ from pathlib import Path
 
 from celery import Celery
 
-# The transport module on its own: importing the project package would set up the project itself.
-spec = importlib.util.spec_from_file_location("fs_transport", {module!r})
+# The transport package on its own: importing the project package would set up the project itself.
+spec = importlib.util.spec_from_file_location(
+    "fs_transport", {module!r}, submodule_search_locations=[str(Path({module!r}).parent)]
+)
 fs_transport = importlib.util.module_from_spec(spec)
 sys.modules["fs_transport"] = fs_transport
 spec.loader.exec_module(fs_transport)

@@ -12,6 +12,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 from tests import layering
 
+MAX_LINES = 300
+
 
 def test_imports_only_go_down_the_layers():
     assert layering.forbidden_imports(layering.import_graph()) == []
@@ -40,6 +42,15 @@ def test_the_checks_see_a_forbidden_import_and_a_cycle(tmp_path: Path):
     graph = layering.import_graph(tmp_path)
     assert layering.forbidden_imports(graph) == ["orders.services (stage) -> shop.storefront.views (storefront)"]
     assert layering.cycles(graph) == [["shop.pipeline.outbox", "shop.pipeline.relay"]]
+
+
+def test_no_module_is_over_300_lines():
+    long = {
+        str(path.relative_to(layering.ROOT)): n
+        for path in layering.project_modules().values()
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}
 
 
 MOVED = {

@@ -1,52 +1,11 @@
-"""The embedded broker: kombu's ``filesystem://`` transport, made atomic (``fsatomic://``).
-
-kombu's filesystem transport keeps a broker in plain folders: it works across processes
-and supports fanout (so ``celery inspect``, events and Flower work) with no server to run.
-Stock, it has two defects this subclass removes:
-
-* a producer creates the message file and only then writes it, so a consumer can claim an
-  empty or half-written file, fail to decode it and crash (kombu issue 1551);
-* a consumer claims a message by moving it into the system temp dir, which may be another
-  filesystem (a copy, not an atomic rename), and deletes it as soon as it has been read.
-
-Here every step is one ``os.replace`` within one filesystem (all folders under one base dir):
-
-* publish: the message is written to ``staging/`` and renamed into ``queue/``, so a reader
-  only ever sees complete files;
-* claim: ``queue/<name>`` is renamed to ``claimed/<pid>@<host>/<name>``; exactly one consumer
-  wins the rename, the others get ``FileNotFoundError`` and try the next file;
-* ack: the claimed file is deleted (or moved to ``processed/`` with ``store_processed``) only
-  on ack or reject; a requeue, and kombu's restore of unacked messages when a channel closes,
-  publish it again flagged ``redelivered``; ``no_ack`` consumers settle at once;
-* recovery: the claimed folder of a process of this host that no longer exists is moved back
-  into ``queue/`` when a channel opens, and every ``recover_every`` seconds while a consumer
-  finds its queues empty; so a task held by a worker that was SIGKILLed is delivered again;
-* a delivery limit and a dead-letter queue, as RabbitMQ's quorum queues have them (transport
-  options ``delivery_limit`` and ``dead_letter_queue``): every return of a message to its queue
-  (a requeue, a restore on close, a recovery) counts in its ``x-delivery-count`` header, and a
-  message returned more than ``delivery_limit`` times, or rejected without requeue, is moved
-  to the dead-letter queue with an ``x-death`` header instead of looping forever or being
-  deleted. Without a dead-letter queue a rejected message is deleted, as in kombu.
-
-Names keep kombu's scheme ``<time>_<uuid>.<queue>.msg`` (sorted names are FIFO), with the time
-as zero-padded wall-clock nanoseconds: kombu's monotonic milliseconds restart at boot and are
-not padded, so they stop sorting after a reboot. Exchange tables live in ``control/`` as in kombu;
-a table file is created whole (a link of a staged file) instead of created empty and then
-written, which could let a concurrent binder truncate it or a reader decode an empty file.
-
-Limitations, honestly: recovery relies on pids, so it works on one host only, a reused pid
-delays it until that process ends too, and a process that hangs keeps its claims (there is no
-visibility timeout); nothing is fsynced (survives process crashes, not power loss); there are no priorities or TTLs,
-and consumers poll (latency up to ``polling_interval``). Bindings and the queues of
-event consumers that are gone survive restarts: call :func:`reset` when starting afresh.
-RabbitMQ remains the broker for anything beyond one host.
-"""
+"""The atomic channel, its QoS and the transport: publish through ``staging/``, claim by one
+rename, settle on ack, recover the claims of dead processes, dead-letter past the delivery limit
+(the design is in the package's docstring)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import time
 import uuid
@@ -56,71 +15,10 @@ from queue import Empty
 from typing import Any, ClassVar
 
 from kombu.exceptions import ChannelError
-from kombu.transport import TRANSPORT_ALIASES, filesystem, virtual
+from kombu.transport import filesystem, virtual
 from kombu.utils.json import dumps, loads
 
-ALIAS = "fsatomic"
-FOLDERS = ("queue", "staging", "claimed", "processed", "control")
-
-
-def register() -> None:
-    """Make ``fsatomic://`` resolve to this transport (kombu looks URL schemes up in this table)."""
-    TRANSPORT_ALIASES[ALIAS] = f"{__name__}:Transport"
-
-
-def transport_options(
-    base_dir: Path, *, delivery_limit: int | None = None, dead_letter_queue: str | None = None
-) -> dict[str, Any]:
-    """``broker_transport_options`` for a broker kept under ``base_dir`` (folders are created).
-
-    With ``dead_letter_queue``, a message rejected without requeue, or returned to its queue
-    more than ``delivery_limit`` times, is moved to that queue instead of deleted or looped.
-    """
-    folders = {name: Path(base_dir, name).resolve() for name in FOLDERS}
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    return {
-        "data_folder_in": str(folders["queue"]),
-        "data_folder_out": str(folders["queue"]),
-        "staging_folder": str(folders["staging"]),
-        "claimed_folder": str(folders["claimed"]),
-        "processed_folder": str(folders["processed"]),
-        "control_folder": str(folders["control"]),
-        "store_processed": False,
-        "polling_interval": 0.1,  # kombu's default of 1 s makes every hop of a demo order visibly slow
-        "delivery_limit": delivery_limit,
-        "dead_letter_queue": dead_letter_queue,
-    }
-
-
-def reset(base_dir: Path) -> None:
-    """Empty every folder of the broker: messages, claims, bindings and orphaned event queues."""
-    for name in FOLDERS:
-        shutil.rmtree(Path(base_dir, name), ignore_errors=True)
-    Transport.states.pop(_control_key(transport_options(base_dir)), None)
-
-
-def _control_key(options: dict[str, Any]) -> str:
-    return str(Path(options.get("control_folder", "control")).resolve())
-
-
-def queue_of(name: str) -> str:
-    """The queue a message file belongs to (kombu's scheme: ``<time>_<uuid>.<queue>.msg``)."""
-    return name.partition(".")[2].removesuffix(".msg")
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a running process (a zombie that was not reaped yet is not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+from .folders import ALIAS, alive, control_key, queue_of
 
 
 class QoS(virtual.QoS):
@@ -273,7 +171,7 @@ class Channel(filesystem.Channel):
         self._recovered_at = time.monotonic()
         for owner in os.scandir(self.claimed):
             pid, _, host = owner.name.partition("@")
-            if host != self._host or not pid.isdigit() or _alive(int(pid)):
+            if host != self._host or not pid.isdigit() or alive(int(pid)):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 for name in os.listdir(owner.path):
@@ -342,12 +240,10 @@ class Transport(filesystem.Transport):
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
-        self.state = self.states.setdefault(_control_key(client.transport_options), virtual.BrokerState())
+        self.state = self.states.setdefault(control_key(client.transport_options), virtual.BrokerState())
 
     @property
     def default_connection_params(self) -> dict[str, Any]:
         """No host to default to (kombu's ``localhost`` only earns a warning in every log)."""
         return {"port": self.default_port}
 
-
-register()
