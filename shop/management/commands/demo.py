@@ -2,7 +2,7 @@
 
 Starts the database if none is configured (the embedded default), migrates,
 seeds the catalog and the demo staff account, then runs every process of
-``shop/local/processes.py`` under honcho and prints where to look. A process that exits
+``shop/processes.py`` under honcho and prints where to look. A process that exits
 on its own is reported and restarted, as compose's ``restart: unless-stopped`` does;
 Ctrl-C or SIGTERM stops every child (process groups: SIGTERM, then SIGKILL), then
 the database.
@@ -42,7 +42,7 @@ def resolve(command: str) -> str:
 
 
 class DemoManager(RestartingManager):
-    """Restart what dies (``shop/local/supervision.py``), and keep a pid file so that a demo killed
+    """Restart what dies (``shop/supervision.py``), and keep a pid file so that a demo killed
     with SIGKILL leaves no orphans behind."""
 
     def __init__(self, pid_file: Path) -> None:
