@@ -4,14 +4,14 @@
 import os
 import sys
 
-# Commands that inject faults on purpose: the only ones where shop/faults.py switches act.
+# Commands that inject faults on purpose: the only ones where shop/pipeline/faults.py switches act.
 FAULT_COMMANDS = ("demo", "chaos")
 
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
     if "SECRET_KEY" not in os.environ:
-        from shop.bootstrap import local_secret_key
+        from shop.local.bootstrap import local_secret_key
 
         os.environ["SECRET_KEY"] = local_secret_key()  # inherited by every process the demo starts
     if sys.argv[1:2] and sys.argv[1] in FAULT_COMMANDS:

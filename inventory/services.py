@@ -14,8 +14,8 @@ from django.db import transaction
 from django.db.models import F
 
 from inventory.models import HoldStatus, StockHold, StockItem
-from shop.messaging import claim_message
-from shop.outbox import emit
+from shop.pipeline.messaging import claim_message
+from shop.pipeline.outbox import emit
 
 
 class OutOfStock(Exception):

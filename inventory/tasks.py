@@ -1,7 +1,7 @@
 from celery import shared_task
 
 from inventory import services
-from shop.pipeline_task import PipelineTask
+from shop.pipeline.task import PipelineTask
 
 
 @shared_task(bind=True, base=PipelineTask)

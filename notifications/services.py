@@ -23,9 +23,9 @@ from django.utils import timezone
 from notifications.models import EmailKind, SentEmail
 from notifications.smtp import NotTaken, OutcomeUnknown
 from orders.selectors import order_contact
-from shop.errors import PermanentError, TransientError
-from shop.messaging import already_processed, claim_message
-from shop.outbox import emit
+from shop.pipeline.errors import PermanentError, TransientError
+from shop.pipeline.messaging import already_processed, claim_message
+from shop.pipeline.outbox import emit
 
 log = logging.getLogger("notifications")
 Status = SentEmail.Status

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from orders.models import Order
-from shop.models import OutboxEvent
+from shop.pipeline.models import OutboxEvent
 
 # Public ids are URL-safe base64 (``new_public_id``); anything else is not an order's id, and
 # a NUL byte would be a database error rather than "no such order".

@@ -20,8 +20,8 @@ from django_fsm import can_proceed
 
 from orders.models import Order, OrderLine, OrderStatus
 from orders.reasons import customer_reason_for
-from shop.messaging import claim_message
-from shop.outbox import emit
+from shop.pipeline.messaging import claim_message
+from shop.pipeline.outbox import emit
 
 log = logging.getLogger("orders")
 HANDLER = "orders.apply_order_event"

@@ -1,7 +1,7 @@
 from celery import shared_task
 
 from orders import services
-from shop.pipeline_task import PipelineTask
+from shop.pipeline.task import PipelineTask
 
 
 @shared_task(base=PipelineTask)

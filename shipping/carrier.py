@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from shipping.models import CarrierParcel
-from shop import faults
+from shop.pipeline import faults
 
 
 @dataclass(frozen=True)

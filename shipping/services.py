@@ -12,8 +12,8 @@ from django.utils import timezone
 from orders.payments.selectors import payment_is_captured
 from shipping import carrier
 from shipping.models import Shipment, ShipmentStatus
-from shop.messaging import already_processed, claim_message
-from shop.outbox import emit
+from shop.pipeline.messaging import already_processed, claim_message
+from shop.pipeline.outbox import emit
 
 log = logging.getLogger("shipping")
 S = ShipmentStatus

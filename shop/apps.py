@@ -4,7 +4,7 @@ from django.core import checks
 
 class ShopConfig(AppConfig):
     name = "shop"
-    verbose_name = "Storefront and pipeline plumbing"
+    verbose_name = "Project"
 
     def ready(self) -> None:
         from shop.checks import check_pipeline_map

@@ -14,7 +14,7 @@ app.autodiscover_tasks()
 @signals.worker_ready.connect
 def _declare_dead_letters(sender, **kwargs) -> None:
     """The dead-letter exchange and queue must exist before RabbitMQ has anything to put there."""
-    from shop.queues import declare_dead_letters, is_rabbitmq
+    from shop.pipeline.queues import declare_dead_letters, is_rabbitmq
 
     if is_rabbitmq(app.conf.broker_url):
         with app.connection_for_write() as conn:

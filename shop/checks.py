@@ -9,7 +9,7 @@ from django.core.checks import Error
 
 def check_pipeline_map(app_configs=None, **kwargs) -> list[Error]:
     from shop.celery import app
-    from shop.events import PIPELINE
+    from shop.pipeline.events import PIPELINE
 
     errors = []
     for sub in PIPELINE:

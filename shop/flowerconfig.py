@@ -1,4 +1,4 @@
-"""Flower's configuration: ``celery -A shop flower --conf=shop/flowerconfig.py`` (shop/processes.py).
+"""Flower's configuration: ``celery -A shop flower --conf=shop/flowerconfig.py`` (shop/local/processes.py).
 
 Flower executes this file and reads the option names it defines. It closes
 three doors that Flower 2.2 leaves open:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from shop.request_context import bind_request_id, reset_request_id
+from shop.pipeline.request_context import bind_request_id, reset_request_id
 
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

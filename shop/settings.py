@@ -13,11 +13,11 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from notifications.mailers import mailers_from_url
-from shop.bootstrap import PROJECT_ROOT, bootstrap, broker_dir
-from shop.queues import DEAD_LETTER_QUEUE, DELIVERY_LIMIT, celery_queues, celery_routes, is_rabbitmq
+from shop.local.bootstrap import PROJECT_ROOT, bootstrap, broker_dir
+from shop.pipeline.queues import DEAD_LETTER_QUEUE, DELIVERY_LIMIT, celery_queues, celery_routes, is_rabbitmq
 
 # Every entry point (manage.py, the Celery CLI, WSGI, pytest) reads these settings,
-# so this is where the embedded default is decided: see shop/bootstrap.py.
+# so this is where the embedded default is decided: see shop/local/bootstrap.py.
 bootstrap()
 
 BASE_DIR = PROJECT_ROOT
@@ -25,7 +25,7 @@ env = environ.Env()
 
 DEBUG = env.bool("DEBUG", default=False)
 # No key from the repository ever signs anything outside DEBUG: the app refuses to start.
-# (manage.py gives a checkout without SECRET_KEY a generated one of its own: shop/bootstrap.py.)
+# (manage.py gives a checkout without SECRET_KEY a generated one of its own: shop/local/bootstrap.py.)
 PLACEHOLDER_SECRET_KEYS = frozenset(
     {"dev-only-insecure-key-change-me-in-production-0123456789", "change-me-to-a-long-random-string", "change-me"}
 )
@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "shop",
+    "shop.pipeline",
+    "shop.storefront",
     "orders",
     "orders.payments",
     "orders.fraud",
@@ -82,7 +84,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "shop.context_processors.cart",
+                "shop.storefront.context_processors.cart",
             ],
         },
     },
@@ -141,7 +143,7 @@ if _rabbit:
     # A publish is done only when RabbitMQ confirmed it (required by quorum queues).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 else:
-    from shop.fs_transport import transport_options
+    from shop.local.fs_transport import transport_options
 
     # The same delivery limit and dead-letter queue as the quorum queues on RabbitMQ.
     CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(
@@ -187,7 +189,7 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# ---- The simulated outside world (fault switches: see shop/faults.py) -------
+# ---- The simulated outside world (fault switches: see shop/pipeline/faults.py) -------
 # Off unless the demo, the chaos runner or the tests turn it on: a production
 # configuration ignores FAULT_* variables and FaultSetting rows, and the admin refuses changes.
 FAULTS_ENABLED = env.bool("FAULTS_ENABLED", default=False)
@@ -207,7 +209,7 @@ OUTBOX_CONFIRM_TIMEOUT = env.float("OUTBOX_CONFIRM_TIMEOUT", default=10.0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "shop.request_context.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "shop.pipeline.request_context.RequestIdFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},

@@ -3,8 +3,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.views.defaults import page_not_found
 
-from shop import views
-from shop.api import api
+from shop.storefront import views
+from shop.storefront.api import api
 
 urlpatterns = [
     path("", views.catalog, name="catalog"),

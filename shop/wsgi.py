@@ -6,7 +6,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
 
-from shop.bootstrap import bootstrap
+from shop.local.bootstrap import bootstrap
 
 bootstrap()
 application = get_wsgi_application()

@@ -38,7 +38,7 @@ def require_services() -> bool:
 def on_rabbitmq() -> bool:
     from django.conf import settings
 
-    from shop.queues import is_rabbitmq
+    from shop.pipeline.queues import is_rabbitmq
 
     return is_rabbitmq(settings.CELERY_BROKER_URL)
 

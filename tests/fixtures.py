@@ -46,7 +46,7 @@ def order_body(
 def catalog(transactional_db: None) -> dict[str, int]:
     """Three products with stock, committed so that worker processes see them."""
     from inventory.services import stock_receive
-    from shop.models import Product
+    from shop.storefront.models import Product
 
     stock = {"SKU-1": 100, "SKU-2": 5, "SKU-3": 1}
     for i, (sku, qty) in enumerate(stock.items()):
@@ -112,7 +112,7 @@ class Pipeline:
 
     def wait_quiet(self, timeout: float = 30) -> None:
         """Outbox drained and nothing left on the queues: safe to truncate the tables."""
-        from shop.models import OutboxEvent
+        from shop.pipeline.models import OutboxEvent
 
         def quiet() -> bool:
             pending = OutboxEvent.objects.filter(published_at__isnull=True, parked_at__isnull=True)
@@ -125,7 +125,7 @@ class Pipeline:
 def describe_open(order_ids: list[str]) -> str:
     """The orders that did not finish, with their timelines: what a failed wait prints."""
     from orders.models import TERMINAL, Order
-    from shop.models import OutboxEvent
+    from shop.pipeline.models import OutboxEvent
 
     lines = []
     for order in Order.objects.filter(public_id__in=order_ids).exclude(status__in=TERMINAL):
@@ -136,7 +136,7 @@ def describe_open(order_ids: list[str]) -> str:
 
 def queue_depth() -> int:
     from shop.celery import app
-    from shop.events import QUEUES
+    from shop.pipeline.events import QUEUES
 
     total = 0
     with app.connection_for_write() as conn:
@@ -189,8 +189,8 @@ def pipeline(pipeline_procs: Pipeline, catalog: dict[str, int]) -> Iterator[Pipe
 @pytest.fixture
 def fault(transactional_db: None) -> Iterator[Any]:
     """Set a runtime fault switch for every process; cleared after the test."""
-    from shop import faults
-    from shop.models import FaultSetting
+    from shop.pipeline import faults
+    from shop.pipeline.models import FaultSetting
 
     def set_switch(name: str, value: str) -> None:
         faults.set_switch(name, value)

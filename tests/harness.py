@@ -19,7 +19,7 @@ ALL_QUEUES = "orders,payments,fraud,inventory,shipping,notifications"
 
 def db_url() -> str:
     """The URL of the test database, for child processes."""
-    from shop.chaos import database_url
+    from shop.proof.chaos import database_url
 
     return database_url()
 

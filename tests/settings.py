@@ -8,6 +8,6 @@ import os
 import secrets
 
 os.environ.setdefault("SECRET_KEY", "test-run-" + secrets.token_urlsafe(32))
-os.environ.setdefault("FAULTS_ENABLED", "1")  # the fault tests drive shop/faults.py switches
+os.environ.setdefault("FAULTS_ENABLED", "1")  # the fault tests drive shop/pipeline/faults.py switches
 
 from shop.settings import *  # noqa: F403

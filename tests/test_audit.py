@@ -19,9 +19,9 @@ from orders.fraud.models import FraudCheck
 from orders.models import Order, OrderStatus
 from orders.payments.models import GatewayTransaction
 from shipping.models import CarrierParcel, Shipment
-from shop import audit
-from shop.checkout import CheckoutRequest, place
-from shop.models import DeadLetter, OutboxEvent, ProcessedMessage
+from shop.pipeline.models import DeadLetter, OutboxEvent, ProcessedMessage
+from shop.proof import audit
+from shop.storefront.checkout import CheckoutRequest, place
 from tests import harness
 from tests.fixtures import order_body
 
@@ -184,7 +184,7 @@ def settle() -> None:
 
 def process_all(order: Order) -> None:
     """Record every subscriber of every event of the order as done, as a finished pipeline does."""
-    from shop.events import ORDER_STEP, subscribers
+    from shop.pipeline.events import ORDER_STEP, subscribers
 
     for event in OutboxEvent.objects.filter(order_id=order.public_id):
         for sub in subscribers(event.kind):

@@ -22,9 +22,9 @@ from orders.payments import services as payments
 from orders.payments.models import GatewayTransaction, Payment
 from shipping import services as shipping
 from shipping.models import CarrierParcel, Shipment
-from shop import audit
-from shop.checkout import CheckoutRequest, place
-from shop.models import DeadLetter, OutboxEvent
+from shop.pipeline.models import DeadLetter, OutboxEvent
+from shop.proof import audit
+from shop.storefront.checkout import CheckoutRequest, place
 from tests import harness
 from tests.fixtures import order_body
 

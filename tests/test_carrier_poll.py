@@ -12,7 +12,7 @@ from django.utils import timezone
 from shipping import carrier
 from shipping import services as shipping
 from shipping.models import CarrierParcel, Shipment, ShipmentStatus
-from shop.models import OutboxEvent
+from shop.pipeline.models import OutboxEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("without_shared_pipeline")]
 

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from shop import chaos
+from shop.proof import chaos
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq, pytest.mark.django_db(transaction=True)]
 

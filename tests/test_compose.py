@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shop.processes import commands
+from shop.local.processes import commands
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

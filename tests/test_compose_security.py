@@ -121,7 +121,7 @@ def start_flower(tmp_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
 
 
 def _commands() -> dict[str, str]:
-    from shop.processes import commands
+    from shop.local.processes import commands
 
     return commands()
 

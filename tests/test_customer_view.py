@@ -18,8 +18,9 @@ from notifications.models import SentEmail
 from orders.fraud.models import FraudCheck
 from orders.fraud.services import fraud_decide
 from orders.models import Order
-from shop import deadletters
-from shop.models import OutboxEvent, Product
+from shop.pipeline import deadletters
+from shop.pipeline.models import OutboxEvent
+from shop.storefront.models import Product
 from tests.harness import wait_until
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
@@ -92,7 +93,7 @@ def test_staff_only_details_never_reach_the_public_api_or_page(pipeline, shop_ap
     assert f"score {check.score}" in admin_page
     assert f"approved by {REVIEWER}" in admin_page
     assert "parked for replay" in admin_page
-    assert DEAD_LETTER_ERROR in client.get("/admin/shop/deadletter/").content.decode()
+    assert DEAD_LETTER_ERROR in client.get("/admin/pipeline/deadletter/").content.decode()
     rejected_admin = client.get(f"/admin/orders/order/{Order.objects.get(public_id=rejected_by_rules).pk}/change/")
     assert "disposable email domain" in rejected_admin.content.decode()
 
@@ -104,14 +105,14 @@ def _event(kind: str, message: str = "staff text", **payload: str) -> OutboxEven
 
 
 def test_a_kind_without_a_customer_text_is_hidden():
-    from shop.timeline import customer_timeline
+    from shop.storefront.timeline import customer_timeline
 
     events = [_event("order.placed"), _event("loyalty.points_added", "internal: tier gold"), _event("order.flagged")]
     assert [(e.kind, e.message) for e in customer_timeline(events)] == [("order.placed", "We received your order.")]
 
 
 def test_the_customer_reason_names_the_failed_step_never_the_staff_reason():
-    from shop.timeline import DEFAULT_CANCEL_REASON, customer_reason
+    from shop.storefront.timeline import DEFAULT_CANCEL_REASON, customer_reason
 
     staff = "rejected by fraud review (reviewer-grace-h7)"
     rejected = [_event("fraud.rejected", staff), _event("order.cancelled", staff)]
@@ -122,7 +123,7 @@ def test_the_customer_reason_names_the_failed_step_never_the_staff_reason():
 
 
 def test_only_whitelisted_payload_fields_reach_a_customer_text():
-    from shop.timeline import customer_text
+    from shop.storefront.timeline import customer_text
 
     shipped = _event("order.shipped", "Shipped", tracking_number="TRK123", carrier_note="{score}")
     assert customer_text(shipped) == "Shipped: tracking number TRK123."

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-from shop import deadletters, relay
-from shop.models import DeadLetter, OutboxEvent
-from shop.outbox import emit
+from shop.pipeline import deadletters, relay
+from shop.pipeline.models import DeadLetter, OutboxEvent
+from shop.pipeline.outbox import emit
 from tests import harness
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.django_db(transaction=True)]
@@ -27,7 +27,7 @@ STEP = "orders.tasks.apply_order_event"
 
 def purge() -> None:
     from shop.celery import app
-    from shop.queues import declare_dead_letters
+    from shop.pipeline.queues import declare_dead_letters
 
     with app.connection_for_write() as conn:
         declare_dead_letters(conn).purge()
@@ -113,7 +113,7 @@ def test_the_copy_of_a_delivery_that_was_already_replayed_is_not_parked_twice(br
     assert letter is not None and deadletters.replay(letter.pk)
 
     from shop.celery import app
-    from shop.queues import declare_dead_letters
+    from shop.pipeline.queues import declare_dead_letters
 
     def dead_letter_queue_empty() -> bool:
         deadletters.drain_broker()

@@ -82,7 +82,7 @@ class Demo:
 
     def kill(self) -> None:
         """After a failure: the demo, its process groups (also those of an earlier, killed demo), its database."""
-        from shop import embedded_db
+        from shop.local import embedded_db
 
         for proc in [*self.descendants(), psutil.Process(self.proc.pid)] if self.proc.poll() is None else []:
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -96,7 +96,7 @@ class Demo:
 
 
 def assert_stops_cleanly(demo: Demo, sig: int = signal.SIGINT) -> None:
-    from shop import embedded_db
+    from shop.local import embedded_db
 
     children = demo.descendants()
     assert children, "the demo started no processes"
@@ -127,7 +127,7 @@ def embedded_env() -> dict[str, str]:
 def state() -> Iterator[Path]:
     """A private folder (0700, as a clone under /root is): run as root, the embedded server's own
     user cannot enter it, and its data lives in that user's folder instead (test_embedded_root.py)."""
-    from shop import embedded_db
+    from shop.local import embedded_db
 
     path = Path(tempfile.mkdtemp(prefix="demo-"))
     path.chmod(0o700)
@@ -138,7 +138,7 @@ def state() -> Iterator[Path]:
 
 @pytest.mark.embedded
 def test_demo_on_the_embedded_default_takes_an_order_and_stops_cleanly(state):
-    from shop import embedded_places
+    from shop.local import embedded_places
 
     demo = Demo(state, embedded_env()).start("--fresh")
     try:
@@ -153,7 +153,7 @@ def test_demo_on_the_embedded_default_takes_an_order_and_stops_cleanly(state):
         assert httpx.get(f"http://127.0.0.1:{demo.flower_port}/api/workers", timeout=10).status_code == 401
         tasks = httpx.get(f"http://127.0.0.1:{demo.flower_port}/api/tasks", auth=STAFF, timeout=10).json()
         assert any(order_id in str(t.get("kwargs")) for t in tasks.values())
-        server = psutil.Process(__import__("shop.embedded_db", fromlist=["x"]).server_pid(state / "pgdata"))
+        server = psutil.Process(__import__("shop.local.embedded_db", fromlist=["x"]).server_pid(state / "pgdata"))
     except BaseException:
         demo.kill()
         raise

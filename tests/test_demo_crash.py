@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from shop.supervision import Restarter
+from shop.local.supervision import Restarter
 from tests.harness import ROOT, wait_until
 from tests.test_demo import Demo, assert_stops_cleanly, embedded_env, own_services, state  # noqa: F401 - state is a fixture
 
@@ -120,7 +120,7 @@ def test_sigkilled_web_worker_relay_and_celery_worker_do_not_stop_the_shop(state
 
 MANAGER = """
 import sys
-from shop.supervision import RestartingManager
+from shop.local.supervision import RestartingManager
 manager = RestartingManager()
 manager.add_process("steady", "exec sleep 120")
 manager.add_process("crashy", "sleep 0.2; exit 3")

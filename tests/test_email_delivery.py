@@ -26,8 +26,8 @@ from notifications.mailers import mailers_from_url
 from notifications.models import SentEmail
 from notifications.tasks import send_order_email
 from orders.services import order_snapshot
-from shop.checkout import CheckoutRequest, place
-from shop.models import DeadLetter, OutboxEvent
+from shop.pipeline.models import DeadLetter, OutboxEvent
+from shop.storefront.checkout import CheckoutRequest, place
 from tests import harness
 from tests.fixtures import order_body
 from tests.smtp_sink import SmtpServer
@@ -55,7 +55,7 @@ def workers(tmp_path: Any) -> Iterator[list[harness.Proc]]:
 def purge_dead_letter_queue() -> None:
     """The broker's copy of a message parked here must not be parked again in a later test's tables."""
     from shop.celery import app
-    from shop.queues import declare_dead_letters, is_rabbitmq
+    from shop.pipeline.queues import declare_dead_letters, is_rabbitmq
 
     if is_rabbitmq(app.conf.broker_url):
         with app.connection_for_write() as conn:
@@ -139,7 +139,7 @@ def test_an_email_refused_while_the_mail_server_is_down_is_retried_and_sent_once
 
 @pytest.mark.pipeline
 def test_a_parked_email_is_sent_by_its_replay(catalog: Any, smtp: SmtpServer, workers: list[harness.Proc], tmp_path: Any) -> None:
-    from shop import deadletters, relay
+    from shop.pipeline import deadletters, relay
 
     # Parked at the first refusal. (A message parked after a retry on RabbitMQ carries the
     # delayed-delivery routing key, longer than DeadLetter.queue: that park is the broker's.)

@@ -1,6 +1,6 @@
 """The embedded PostgreSQL wrapper against real servers from the wheel, one data dir per test.
 
-Each test covers one of the wheel's known defects that ``shop.embedded_db`` works around.
+Each test covers one of the wheel's known defects that ``shop.local.embedded_db`` works around.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import pytest
 
 pytestmark = pytest.mark.embedded
 
-MODULE = Path(__file__).resolve().parent.parent / "shop" / "embedded_db.py"
+MODULE = Path(__file__).resolve().parent.parent / "shop" / "local" / "embedded_db.py"
 # The module is loaded from its file: it needs neither Django nor the rest of the package (only
-# shop/embedded_places.py beside it), which keeps these tests independent of the settings.
+# shop/local/embedded_places.py beside it), which keeps these tests independent of the settings.
 LOAD = (
     "import importlib.util as u\n"
     f"spec = u.spec_from_file_location('embedded_db', {str(MODULE)!r})\n"

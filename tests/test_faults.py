@@ -1,7 +1,7 @@
 """Each fault alone, on real processes: the guarantees hold and the checker finds nothing.
 
 Every test runs its own relay and workers under a supervisor that restarts what
-dies, injects one fault from ``shop/chaos/outages.py``, waits for its orders to finish
+dies, injects one fault from ``shop/proof/chaos/outages.py``, waits for its orders to finish
 and runs the invariant checker (``manage.py audit``). A test that stops a
 service starts it again before it ends.
 """
@@ -18,8 +18,9 @@ from collections.abc import Iterator
 import pytest
 
 from orders.payments.models import GatewayTransaction
-from shop import audit, chaos, deadletters
-from shop.models import DeadLetter, OutboxEvent
+from shop.pipeline import deadletters
+from shop.pipeline.models import DeadLetter, OutboxEvent
+from shop.proof import audit, chaos
 from tests import harness
 from tests.fixtures import Pipeline
 
@@ -67,7 +68,7 @@ def cluster(catalog, without_shared_pipeline, tmp_path) -> Iterator[Cluster]:
 def purge_dead_letter_queue() -> None:
     """The broker's copies of this test's failed messages must not be parked in the next test's tables."""
     from shop.celery import app
-    from shop.queues import declare_dead_letters, is_rabbitmq
+    from shop.pipeline.queues import declare_dead_letters, is_rabbitmq
 
     if is_rabbitmq(app.conf.broker_url):
         with app.connection_for_write() as conn:

@@ -15,9 +15,9 @@ import pytest
 from django.db import connection
 from kombu import Connection
 
-from shop.fs_transport import transport_options
-from shop.models import DeadLetter
-from shop.queues import DEAD_LETTER_QUEUE, DELIVERY_LIMIT
+from shop.local.fs_transport import transport_options
+from shop.pipeline.models import DeadLetter
+from shop.pipeline.queues import DEAD_LETTER_QUEUE, DELIVERY_LIMIT
 from tests import harness
 
 LIMIT = 3
@@ -66,7 +66,7 @@ def test_a_message_rejected_without_requeue_is_kept_in_the_dead_letter_queue(tmp
 def test_the_project_broker_has_the_rabbitmq_limit() -> None:
     from django.conf import settings
 
-    from shop.queues import is_rabbitmq
+    from shop.pipeline.queues import is_rabbitmq
 
     if is_rabbitmq(settings.CELERY_BROKER_URL):
         pytest.skip("the embedded broker's settings")

@@ -21,8 +21,8 @@ from celery import Celery
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.transport import resolve_transport
 
-from shop import fs_transport
-from shop.fs_transport import Transport, reset, transport_options
+from shop.local import fs_transport
+from shop.local.fs_transport import Transport, reset, transport_options
 
 pytestmark = pytest.mark.embedded
 
@@ -186,7 +186,7 @@ def test_fanout_reaches_every_bound_queue_from_another_process(tmp_path: Path) -
             queue(conn.default_channel).declare()
         publisher = textwrap.dedent(f"""
             from kombu import Connection, Exchange
-            from shop.fs_transport import transport_options
+            from shop.local.fs_transport import transport_options
             with Connection("fsatomic://", transport_options=transport_options({str(tmp_path)!r})) as conn:
                 conn.Producer().publish({{"hello": "all"}}, exchange=Exchange("broadcast", type="fanout", durable=False),
                                         declare=[Exchange("broadcast", type="fanout", durable=False)])
@@ -251,8 +251,10 @@ from pathlib import Path
 
 from celery import Celery
 
-# The transport module on its own: importing the project package would set up the project itself.
-spec = importlib.util.spec_from_file_location("fs_transport", {module!r})
+# The transport package on its own: importing the project package would set up the project itself.
+spec = importlib.util.spec_from_file_location(
+    "fs_transport", {module!r}, submodule_search_locations=[str(Path({module!r}).parent)]
+)
 fs_transport = importlib.util.module_from_spec(spec)
 sys.modules["fs_transport"] = fs_transport
 spec.loader.exec_module(fs_transport)

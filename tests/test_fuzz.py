@@ -116,8 +116,8 @@ def figures(request: pytest.FixtureRequest) -> Iterator[dict[str, Counter]]:
 @pytest.mark.parametrize(("path", "method", "mode"), RUNS, ids=[f"{m} {p} {g.value}" for p, m, g in RUNS])
 def test_generated_requests_get_a_declared_answer_and_rejected_ones_write_nothing(catalog, figures, path, method, mode):
     from inventory.services import stock_receive
-    from shop.api import EXAMPLE_ORDER
-    from shop.models import Product
+    from shop.storefront.api import EXAMPLE_ORDER
+    from shop.storefront.models import Product
 
     # The schema's example order names a product of the demo catalog: stock it, so it is accepted.
     sku = EXAMPLE_ORDER["items"][0]["sku"]
@@ -136,7 +136,7 @@ def test_generated_requests_get_a_declared_answer_and_rejected_ones_write_nothin
 
 def test_the_fuzzer_finds_a_bug_seeded_in_a_validator(catalog, monkeypatch):
     """An unhandled exception in a validator, for names over 10 characters: the fuzz run must fail."""
-    from shop import checkout
+    from shop.storefront import checkout
 
     original = checkout.clean_contact
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from shop.processes import argv, commands
+from shop.local.processes import argv, commands
 from tests.fixtures import order_body
 from tests.harness import ROOT, child_env, wait_until
 

@@ -20,9 +20,10 @@ from orders.models import Order
 from orders.payments import services as payments
 from orders.payments.models import GatewayTransaction, Payment
 from orders.payments.tasks import authorize_payment, cancel_payment
-from shop import audit, faults
-from shop.checkout import CheckoutRequest, place
-from shop.models import DeadLetter, FaultSetting, OutboxEvent
+from shop.pipeline import faults
+from shop.pipeline.models import DeadLetter, FaultSetting, OutboxEvent
+from shop.proof import audit
+from shop.storefront.checkout import CheckoutRequest, place
 from tests.fixtures import order_body
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("without_shared_pipeline")]

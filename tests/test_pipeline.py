@@ -12,7 +12,7 @@ from inventory.models import StockItem
 from notifications.models import MailboxMessage
 from orders.models import Order
 from orders.payments.models import GatewayTransaction, Payment
-from shop.models import DeadLetter, OutboxEvent, ProcessedMessage
+from shop.pipeline.models import DeadLetter, OutboxEvent, ProcessedMessage
 from tests.fixtures import CARD_DECLINED, CARD_NO_FUNDS, CARD_TIMEOUT, order_body
 from tests.harness import relay, wait_until
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from shop import checks, events
+from shop import checks
+from shop.pipeline import events
 
 
 @pytest.mark.django_db

@@ -16,10 +16,10 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from shop import deadletters, publisher, relay
-from shop.deadletters import RELAY_STEP
-from shop.models import DeadLetter, OutboxEvent
-from shop.outbox import emit
+from shop.pipeline import deadletters, publisher, relay
+from shop.pipeline.deadletters import RELAY_STEP
+from shop.pipeline.models import DeadLetter, OutboxEvent
+from shop.pipeline.outbox import emit
 from tests import harness
 
 pytestmark = pytest.mark.django_db(transaction=True)

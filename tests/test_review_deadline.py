@@ -21,9 +21,9 @@ from orders.fraud import services as fraud
 from orders.fraud.models import Decision, FraudCheck
 from orders.models import Order
 from orders.payments.models import GatewayTransaction
-from shop import audit
-from shop.checkout import CheckoutRequest, place
-from shop.models import OutboxEvent
+from shop.pipeline.models import OutboxEvent
+from shop.proof import audit
+from shop.storefront.checkout import CheckoutRequest, place
 from tests import harness
 from tests.fixtures import CARD_DECLINED, Pipeline, order_body
 

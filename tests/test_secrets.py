@@ -10,13 +10,13 @@ import subprocess
 import sys
 
 import pytest
-from django.apps import apps
 from django.conf import settings
 from django.db import connection
+from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
 
 from orders.models import Order
-from shop.models import IdempotencyKey
+from shop.storefront.models import IdempotencyKey
 from tests.fixtures import counts, new_key, order_body
 from tests.harness import ROOT
 
@@ -81,7 +81,7 @@ def test_the_idempotency_record_holds_no_card_secret_nor_an_unkeyed_hash(client,
 
 @pytest.mark.django_db(transaction=True)
 def test_the_fingerprint_ignores_the_cvc_and_the_full_number_and_needs_the_server_key():
-    from shop.checkout import request_fingerprint
+    from shop.storefront.checkout import request_fingerprint
 
     body = card_body()
     same = request_fingerprint(body)
@@ -116,7 +116,9 @@ def test_old_plain_hashes_are_erased_and_their_keys_refused_without_a_second_ord
     first = post(client, card_body(), key)
     IdempotencyKey.objects.filter(key=key).update(request_hash=sha256("an old plain hash"))
     migration = importlib.import_module("orders.migrations.0002_scrub_idempotency_fingerprints")
-    migration.erase_plain_hashes(apps, None)
+    # The migration reads the model as it was then (``shop.IdempotencyKey``, now the storefront's).
+    then = MigrationLoader(connection).project_state(("orders", "0002_scrub_idempotency_fingerprints")).apps
+    migration.erase_plain_hashes(then, None)
     assert IdempotencyKey.objects.get(key=key).request_hash == ""
     again = post(client, card_body(), key)
     assert again.status_code == 422, again.content
@@ -195,8 +197,8 @@ def test_seed_never_gives_the_staff_account_the_published_password(monkeypatch):
 @pytest.fixture
 def switches_set(transactional_db, monkeypatch):
     """A gateway outage switched on both ways: a FaultSetting row and a FAULT_* variable."""
-    from shop import faults
-    from shop.models import FaultSetting
+    from shop.pipeline import faults
+    from shop.pipeline.models import FaultSetting
 
     FaultSetting.objects.create(name="gateway_failure_rate", value="1")
     monkeypatch.setenv("FAULT_GATEWAY_TIMEOUT_RATE", "1")
@@ -230,17 +232,17 @@ def test_fault_switches_have_no_effect_when_faults_are_off(switches_set):
 
 
 def test_the_admin_refuses_fault_switch_changes_when_faults_are_off(switches_set, admin_client):
-    from shop.models import FaultSetting
+    from shop.pipeline.models import FaultSetting
 
     row = FaultSetting.objects.get()
     with override_settings(FAULTS_ENABLED=False):
-        assert admin_client.get("/admin/shop/faultsetting/add/").status_code == 403
-        response = admin_client.post(f"/admin/shop/faultsetting/{row.pk}/change/", {"name": row.name, "value": "0.5"})
+        assert admin_client.get("/admin/pipeline/faultsetting/add/").status_code == 403
+        response = admin_client.post(f"/admin/pipeline/faultsetting/{row.pk}/change/", {"name": row.name, "value": "0.5"})
         assert response.status_code == 403
-        assert admin_client.post("/admin/shop/faultsetting/add/", {"name": "crash_order", "value": "x"}).status_code == 403
-        assert "Fault switches are off" in admin_client.get("/admin/shop/faultsetting/", follow=True).content.decode()
+        assert admin_client.post("/admin/pipeline/faultsetting/add/", {"name": "crash_order", "value": "x"}).status_code == 403
+        assert "Fault switches are off" in admin_client.get("/admin/pipeline/faultsetting/", follow=True).content.decode()
     assert list(FaultSetting.objects.values_list("name", "value")) == [("gateway_failure_rate", "1")]
     with override_settings(FAULTS_ENABLED=True):
-        response = admin_client.post("/admin/shop/faultsetting/add/", {"name": "crash_order", "value": "x"})
+        response = admin_client.post("/admin/pipeline/faultsetting/add/", {"name": "crash_order", "value": "x"})
         assert response.status_code == 302
     assert FaultSetting.objects.filter(name="crash_order").exists()

@@ -15,8 +15,8 @@ from orders import services as orders
 from orders.models import Order
 from orders.payments import services as payments
 from orders.payments.models import GatewayTransaction, Payment
-from shop.checkout import CheckoutRequest, place
-from shop.models import OutboxEvent
+from shop.pipeline.models import OutboxEvent
+from shop.storefront.checkout import CheckoutRequest, place
 from tests.fixtures import order_body
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("without_shared_pipeline")]
@@ -88,7 +88,7 @@ def test_the_same_event_twice_readies_the_order_once(catalog):
     for _ in range(2):
         for kind, eid in ids.items():
             orders.order_apply_event(event_id=eid, kind=kind, order_id=order.public_id, payload={})
-    from shop.models import OutboxEvent
+    from shop.pipeline.models import OutboxEvent
 
     assert OutboxEvent.objects.filter(order_id=order.public_id, kind="order.ready").count() == 1
 

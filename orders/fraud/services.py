@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from orders.fraud import rules
 from orders.fraud.models import Decision, FraudCheck
-from shop import faults
-from shop.messaging import claim_message
-from shop.outbox import emit
+from shop.pipeline import faults
+from shop.pipeline.messaging import claim_message
+from shop.pipeline.outbox import emit
 
 EVENTS = {Decision.APPROVE: "fraud.cleared", Decision.REVIEW: "fraud.review", Decision.REJECT: "fraud.rejected"}
 REVIEW_EXPIRED_REASON = "fraud review not completed in time"

@@ -2,7 +2,7 @@
 
 They covered the CVC and an unsalted hash of the card number, so anyone who
 could read the table could recover both offline. New records hold a keyed
-fingerprint (shop/checkout.py); an erased one answers a replay with a 422
+fingerprint (shop/storefront/checkout.py); an erased one answers a replay with a 422
 asking for a new key, and never creates a second order.
 """
 

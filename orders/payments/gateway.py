@@ -1,6 +1,6 @@
 """A simulated payment gateway that behaves like a real one.
 
-Latency, outages and timeouts are fault switches (``shop/faults.py``); test
+Latency, outages and timeouts are fault switches (``shop/pipeline/faults.py``); test
 cards have the outcomes payment sandboxes conventionally give them; every call
 takes an idempotency key, and a retried call with the same key returns the
 stored response instead of charging again (a different request under the same
@@ -29,8 +29,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from orders.payments.models import GatewayCard, GatewayTransaction
-from shop import faults
-from shop.errors import PermanentError, TransientError
+from shop.pipeline import faults
+from shop.pipeline.errors import PermanentError, TransientError
 
 # Test cards and their fixed outcomes; any other well-formed number approves.
 TEST_CARDS: dict[str, str] = {

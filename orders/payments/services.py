@@ -24,9 +24,9 @@ from django.db import transaction
 
 from orders.payments import gateway
 from orders.payments.models import Payment, PaymentStatus
-from shop.errors import PermanentError, TransientError
-from shop.messaging import already_processed, claim_message
-from shop.outbox import emit
+from shop.pipeline.errors import PermanentError, TransientError
+from shop.pipeline.messaging import already_processed, claim_message
+from shop.pipeline.outbox import emit
 
 log = logging.getLogger("orders.payments")
 S = PaymentStatus

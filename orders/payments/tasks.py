@@ -2,7 +2,7 @@ from celery import shared_task
 
 from orders.payments import services
 from orders.payments.gateway import GatewayTimeout, GatewayUnavailable
-from shop.pipeline_task import PipelineTask
+from shop.pipeline.task import PipelineTask
 
 
 @shared_task(bind=True, base=PipelineTask)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from shop import audit
+from shop.proof import audit
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from shop import chaos
+from shop.proof import chaos
 
 
 class Command(BaseCommand):

@@ -28,10 +28,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connections
 
-from shop import bootstrap
+from shop.local import bootstrap
+from shop.local.processes import argv, commands
+from shop.local.supervision import RestartingManager
 from shop.management.commands.seed import DEMO_STAFF
-from shop.processes import argv, commands
-from shop.supervision import RestartingManager
 
 honcho.manager.KILL_WAIT = 8  # a warm Celery shutdown needs a few seconds
 
@@ -87,7 +87,7 @@ class Command(BaseCommand):
             self.stdout.write(f"stopped {killed} process group(s) left by an earlier demo")
         self.prepare_database(fresh)
         if bootstrap.embedded_broker():
-            from shop.fs_transport import reset
+            from shop.local.fs_transport import reset
 
             reset(bootstrap.broker_dir())
         call_command("migrate", verbosity=0)
@@ -111,7 +111,7 @@ class Command(BaseCommand):
         finally:
             pid_file.unlink(missing_ok=True)
             if bootstrap.embedded_database():
-                from shop import embedded_db
+                from shop.local import embedded_db
 
                 embedded_db.stop(bootstrap.pgdata_dir())
                 self.stdout.write("embedded PostgreSQL stopped")
@@ -123,12 +123,12 @@ class Command(BaseCommand):
                 self.stderr.write("--fresh only applies to the embedded database; DATABASE_URL is left as it is")
             return
         if fresh:
-            from shop import embedded_db
+            from shop.local import embedded_db
 
             connections.close_all()
             embedded_db.wipe(bootstrap.pgdata_dir())
             os.environ["DATABASE_URL"] = embedded_db.start(bootstrap.pgdata_dir())
-        from shop import embedded_places
+        from shop.local import embedded_places
 
         self.stdout.write("\n".join(embedded_places.where(bootstrap.pgdata_dir())))
 

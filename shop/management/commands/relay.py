@@ -3,7 +3,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from shop import relay
+from shop.pipeline import relay
 
 
 class Command(BaseCommand):

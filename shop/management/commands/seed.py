@@ -8,7 +8,7 @@ from django.db import transaction
 
 from inventory.models import StockItem
 from inventory.services import stock_receive
-from shop.models import Product
+from shop.storefront.models import Product
 
 ADJECTIVES = ["Analytical", "Brass", "Copper", "Difference", "Engine", "Falcon", "Gilded", "Harmonic"]
 NOUNS = ["Notebook", "Mug", "Lamp", "Scarf", "Compass", "Kettle"]

@@ -1,0 +1,188 @@
+"""The JSON API: catalog, checkout, order status. Errors are ``{"error", "fields"}`` with a 4xx.
+
+django-ninja validates the shapes and publishes the OpenAPI schema at
+``/api/openapi.json``; every response an endpoint can give is declared there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from ninja import Field, Header, NinjaAPI, Schema, Status
+from ninja.errors import HttpError, ValidationError
+from pydantic import ConfigDict
+
+from inventory.models import StockItem
+from orders.selectors import order_by_public_id, order_timeline
+from shop.storefront import checkout
+from shop.storefront.models import Product
+from shop.storefront.timeline import customer_order_view
+
+api = NinjaAPI(title="Order pipeline API", version="1.0", urls_namespace="api")
+
+
+class ErrorOut(Schema):
+    error: str
+    fields: dict[str, str] = {}
+
+
+class ProductOut(Schema):
+    sku: str
+    name: str
+    price: str
+    currency: str
+    stock: int
+
+
+class AddressIn(Schema):
+    line1: str = Field(min_length=1, max_length=100)
+    line2: str = Field("", max_length=100)
+    city: str = Field(min_length=1, max_length=60)
+    postal_code: str = Field(min_length=1, max_length=16)
+    country: str = Field(pattern=r"^[A-Za-z]{2}$")
+
+
+class ItemIn(Schema):
+    sku: str = Field(min_length=1, max_length=32)
+    quantity: int = Field(ge=1, le=checkout.MAX_QUANTITY)
+
+
+class CardIn(Schema):
+    number: str = Field(min_length=12, max_length=23, pattern=r"^[0-9 -]+$")
+    exp_month: int = Field(ge=1, le=12)
+    exp_year: int = Field(ge=2000, le=2100)
+    cvc: str = Field(pattern=r"^[0-9]{3,4}$")
+
+
+EXAMPLE_ORDER = {
+    "email": "ada@example.com",
+    "name": "Ada Lovelace",
+    "address": {"line1": "12 Analytical St", "city": "London", "postal_code": "N1 9GU", "country": "GB"},
+    "items": [{"sku": "ANA-NOT-001", "quantity": 1}],
+    "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+}
+
+
+class OrderIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_ORDER]})
+
+    email: str = Field(min_length=3, max_length=254)
+    name: str = Field(min_length=1, max_length=100)
+    address: AddressIn
+    items: list[ItemIn] = Field(min_length=1, max_length=checkout.MAX_ITEMS)
+    card: CardIn
+
+
+class OrderCreated(Schema):
+    id: str
+    status: str
+    url: str
+    status_url: str
+
+
+class LineOut(Schema):
+    sku: str
+    name: str
+    unit_price: str
+    quantity: int
+
+
+class TimelineEntry(Schema):
+    at: datetime
+    kind: str
+    message: str
+
+
+class OrderOut(Schema):
+    id: str
+    status: str
+    reason: str | None
+    total: str
+    currency: str
+    created_at: datetime
+    lines: list[LineOut]
+    timeline: list[TimelineEntry]
+
+
+def _error(request: HttpRequest, status: int, message: str, fields: dict[str, str] | None = None) -> HttpResponse:
+    return api.create_response(request, {"error": message, "fields": fields or {}}, status=status)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    fields = {}
+    for err in exc.errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "payload")]
+        fields[".".join(loc) or "body"] = err.get("msg", "invalid")
+    return _error(request, 422, "The request is not valid", fields)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return _error(request, exc.status_code, exc.message)
+
+
+@api.exception_handler(checkout.CheckoutError)
+def _checkout_error(request: HttpRequest, exc: checkout.CheckoutError) -> HttpResponse:
+    return _error(request, exc.status, exc.message, exc.fields)
+
+
+@api.get("/products", response=list[ProductOut])
+def list_products(request: HttpRequest) -> list[dict]:
+    stock = dict(StockItem.objects.values_list("sku", "available"))
+    return [
+        {"sku": p.sku, "name": p.name, "price": str(p.price), "currency": p.currency, "stock": stock.get(p.sku, 0)}
+        for p in Product.objects.filter(active=True)
+    ]
+
+
+@api.post("/orders", response={201: OrderCreated, 400: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut})
+def create_order(
+    request: HttpRequest,
+    payload: OrderIn,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
+) -> Status[dict]:
+    """Place an order. The same Idempotency-Key with the same body replays the first answer."""
+    body = payload.dict()
+    req = checkout.CheckoutRequest(
+        email=body["email"], name=body["name"], address=body["address"], items=body["items"], card=body["card"]
+    )
+    # The idempotency record keeps only a keyed fingerprint, without the card number or CVC.
+    order, _created = checkout.place(req, idempotency_key=idempotency_key, fingerprint_of=body)
+    url = reverse("order-page", args=[order.public_id])
+    return Status(
+        201,
+        {
+            "id": order.public_id,
+            "status": order.status,
+            "url": request.build_absolute_uri(url),
+            "status_url": request.build_absolute_uri(reverse("api:get_order", args=[order.public_id])),
+        },
+    )
+
+
+@api.get("/orders/{order_id}", response={200: OrderOut, 404: ErrorOut})
+def get_order(request: HttpRequest, order_id: str) -> Status[dict]:
+    """The customer's view of the order: customer texts only (see shop/storefront/timeline.py), never the staff ones."""
+    order = order_by_public_id(order_id)
+    if order is None:
+        return Status(404, {"error": "No such order", "fields": {}})
+    view = customer_order_view(order, order_timeline(order.public_id))
+    return Status(
+        200,
+        {
+            "id": order.public_id,
+            "status": order.status,
+            "reason": view.reason,
+            "total": str(order.total),
+            "currency": order.currency,
+            "created_at": order.created_at,
+            "lines": [
+                {"sku": li.sku, "name": li.name, "unit_price": str(li.unit_price), "quantity": li.quantity}
+                for li in order.lines.all()
+            ],
+            "timeline": [{"at": e.at, "kind": e.kind, "message": e.message} for e in view.timeline],
+        },
+    )
