@@ -126,7 +126,7 @@ def test_a_handler_that_always_crashes_is_parked_after_the_delivery_limit(paymen
     past the limit, dead-letters the message; the relay parks it; the worker lives on."""
     from django.conf import settings
 
-    from shop.queues import is_rabbitmq
+    from shop.pipeline.queues import is_rabbitmq
 
     if is_rabbitmq(settings.CELERY_BROKER_URL):
         pytest.skip("the embedded broker's own count; RabbitMQ's delivery limit is tested in tests/test_faults.py")

@@ -86,7 +86,7 @@ def test_gateway_outage_outlasting_the_retries_cancels_the_order(pipeline, shop_
     cancelled, not parked. Its compensation (asking the gateway whether anything needs voiding)
     meets the same outage: retried, then parked for staff, never acked as done; a replay once
     the gateway is back finishes it."""
-    from shop import deadletters
+    from shop.pipeline import deadletters
 
     fault("gateway_failure_rate", "1")
     order = shop_api.place(sku="SKU-2")

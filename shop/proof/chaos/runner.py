@@ -142,7 +142,7 @@ def settled() -> bool:
     published event has been taken by each of its subscribers: emails, stock commits and
     other steps that follow an order's terminal status have caught up, so the final audit
     compares finished records, with every process still running until then."""
-    from shop import audit
+    from shop.proof import audit
 
     report = audit.run()
     return bool(report.stats["quiet"]) and not any(v.check == "event-not-processed" for v in report.violations)
