@@ -28,3 +28,33 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id() or "-"
         return True
+
+
+def add_request_id(_logger: object, _method: str, event_dict: dict) -> dict:
+    """structlog processor: the request id bound here wins over django-structlog's own.
+
+    ``RequestIdMiddleware`` validates an incoming ``X-Request-ID`` (and echoes it), the relay
+    re-binds the id stored on the outbox row and ``PipelineTask`` the one in the message
+    headers, so one id follows an order from the checkout into every worker's log. Without
+    this, django-structlog would log a fresh uuid of its own for the same request.
+    """
+    request_id = current_request_id()
+    if request_id:
+        event_dict["request_id"] = request_id
+    return event_dict
+
+
+# The beat's routine work: logged at DEBUG so that a console shows orders, not the
+# once-a-second carrier poll (a poll that moves a parcel logs that under the order's id).
+ROUTINE_TASKS = ("shipping.tasks.poll_carrier", "orders.fraud.tasks.expire_reviews", "carrier-tracking", "fraud-review-deadline")
+
+
+class RoutineWorkFilter(logging.Filter):
+    """Demote the INFO lines Celery and the pipeline write for every routine beat task
+    ("Sending due task", "received", "succeeded") to DEBUG, and drop them unless DEBUG is on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not any(name in record.getMessage() for name in ROUTINE_TASKS):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
