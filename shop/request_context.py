@@ -6,6 +6,10 @@ from __future__ import annotations
 import contextvars
 import logging
 
+import structlog
+from django.dispatch import receiver
+from django_structlog import signals as structlog_signals
+
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
@@ -42,6 +46,15 @@ def add_request_id(_logger: object, _method: str, event_dict: dict) -> dict:
     if request_id:
         event_dict["request_id"] = request_id
     return event_dict
+
+
+@receiver(structlog_signals.bind_extra_request_metadata)
+def _bind_validated_request_id(request: object, **_kwargs: object) -> None:
+    """django-structlog binds a uuid of its own: replace it with the id ``RequestIdMiddleware``
+    chose, so the context it sends along with a published task names the same request."""
+    request_id = getattr(request, "request_id", None)
+    if request_id:
+        structlog.contextvars.bind_contextvars(request_id=request_id)
 
 
 # The beat's routine work: logged at DEBUG so that a console shows orders, not the

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from django.conf import settings
 
 from tests.fixtures import order_body
@@ -93,3 +94,25 @@ def test_routine_beat_work_is_demoted_to_debug():
     assert not passes("celery.beat", "Scheduler: Sending due task %s (%s)", "carrier-tracking", "shipping.tasks.poll_carrier")
     assert not passes("celery.app.trace", "Task shipping.tasks.poll_carrier[abc] succeeded in 0.01s: 0")
     assert passes("shop.pipeline", "%s: %s for order %s (attempt %d)", "payments.tasks.authorize", "order.placed", "o-1", 1)
+
+
+def test_the_context_sent_with_tasks_names_the_validated_request_id(rf):
+    """django-structlog's own context (what it puts in published task headers) uses our id, not its uuid."""
+    from django_structlog.middlewares import RequestMiddleware
+
+    from shop.middleware import RequestIdMiddleware
+
+    seen: dict[str, object] = {}
+
+    def view(request):
+        from django.http import HttpResponse
+
+        seen.update(structlog.contextvars.get_contextvars())
+        return HttpResponse("ok")
+
+    request = rf.get("/api/products", headers={"X-Request-ID": "req-ctx-9"})
+    from django.contrib.auth.models import AnonymousUser
+
+    request.user = AnonymousUser()
+    RequestIdMiddleware(RequestMiddleware(view))(request)
+    assert seen["request_id"] == "req-ctx-9"
