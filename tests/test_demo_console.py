@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
+import psutil
+import pytest
 from django.conf import settings
 
 from shop import bootstrap
+from shop.management.commands.demo import KILL_WAIT
+from tests.harness import wait_until
+from tests.test_demo import Demo, embedded_env, state, stopped  # noqa: F401 - state is a fixture
 
 DEMO_STATE = bootstrap.PROJECT_ROOT / ".demo"  # where `manage.py demo` keeps its state by default
+QUIET_FOR = 5.0  # how long an idle demo is watched for lines after its URLs
+# What the console once showed that nobody needs: Celery's banners, Flower inspecting workers
+# before they are up, every carrier poll.
+NOISE = ("[config]", "[queues]", "-------------- ", "Inspect method", "poll_carrier", "carrier-tracking")
 
 
 def inside(path: Path, folder: Path) -> bool:
@@ -26,3 +37,36 @@ def test_the_test_run_shares_no_broker_folder_or_database_with_a_demo():
         assert folders and not any(inside(Path(v), DEMO_STATE / "broker") for v in folders.values()), folders
     if bootstrap.embedded_database():
         assert not inside(bootstrap.pgdata_dir(), DEMO_STATE / "pgdata")
+
+
+@pytest.mark.demo
+@pytest.mark.embedded
+@pytest.mark.timeout(420)
+def test_the_demo_console_is_quiet_ends_with_its_urls_and_stops_in_seconds(state):  # noqa: F811
+    demo = Demo(state, embedded_env()).start("--fresh")
+    try:
+        wait_until(lambda: "Everything is up:" in demo.log(), 180, interval=0.5, what="every process to report ready")
+        started = demo.log()
+        # An idle shop says nothing more: the URLs stay the last lines on the screen.
+        time.sleep(QUIET_FOR)
+        after = demo.log()[len(started) :]
+        assert not after.strip(), f"printed after the URLs: {after[-3000:]}"
+        for noise in NOISE:
+            assert noise not in started, f"{noise!r} in the console:\n{started[-8000:]}"
+        assert started.count("superuser privileges") <= 1
+        children = demo.descendants()
+    except BaseException:
+        demo.kill()
+        raise
+    stop_started = time.monotonic()
+    demo.proc.send_signal(signal.SIGINT)
+    _, alive = psutil.wait_procs(children, timeout=30)
+    children_gone = time.monotonic() - stop_started
+    demo.proc.wait(30)
+    log = demo.log().split("SIGINT received")[-1]
+    assert not [p for p in alive if not stopped(p)], "left behind"
+    assert "SIGKILL" not in log and "had to kill" not in log, log
+    assert "every process exited on its own" in log, log
+    # Stopped on their own before the supervisor's deadline for a kill (about 2 s when idle).
+    assert children_gone < KILL_WAIT, f"the processes took {children_gone:.1f} s to stop:\n{log}"
+    print(f"every process stopped {children_gone:.1f} s after Ctrl-C")

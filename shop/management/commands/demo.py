@@ -37,7 +37,10 @@ from shop.management.commands.seed import DEMO_STAFF
 from shop.processes import argv, commands
 from shop.supervision import RestartingManager
 
-honcho.manager.KILL_WAIT = 8  # a warm Celery shutdown needs a few seconds
+# A busy worker gets this long to finish its tasks after Ctrl-C (an idle one stops in about
+# 2 s); what is still running then is killed, and its unacknowledged messages are redelivered.
+KILL_WAIT = 8
+honcho.manager.KILL_WAIT = KILL_WAIT
 
 
 def resolve(command: str) -> str:
