@@ -43,6 +43,14 @@ KILL_WAIT = 8
 honcho.manager.KILL_WAIT = KILL_WAIT
 
 
+# Celery warns at each worker's start when it runs as root (a task could do anything as root).
+CELERY_ROOT_WARNING = "You're running the worker with superuser privileges"
+AS_ROOT = (
+    "running as root: so do the Celery workers, which Celery advises against (a task runs with every "
+    "privilege). Run the demo as a normal user to avoid it."
+)
+
+
 def resolve(command: str) -> str:
     """Run each process with this interpreter's environment; ``exec`` so signals reach it."""
     return "exec " + shlex.join(argv(command))
@@ -107,6 +115,10 @@ class Command(BaseCommand):
         env.setdefault("SITE_URL", f"http://{host}:{port}")
         env.setdefault("ALLOWED_HOSTS", f"{host},localhost,127.0.0.1")
         env.setdefault("FRAUD_REVIEW_DEADLINE_SECONDS", "120")  # a review's expiry is seen within the demo
+        if os.geteuid() == 0:
+            self.stdout.write(AS_ROOT)
+            warnings = [env.get("PYTHONWARNINGS", ""), f"ignore:{CELERY_ROOT_WARNING}"]
+            env["PYTHONWARNINGS"] = ",".join(w for w in warnings if w)  # said once above, not once per worker
         manager = DemoManager(pid_file)
         procs = commands(
             host=host, port=port, flower_port=flower_port, beat_schedule=str(state / "celerybeat-schedule"), quiet=True
