@@ -116,3 +116,34 @@ def test_the_context_sent_with_tasks_names_the_validated_request_id(rf):
     request.user = AnonymousUser()
     RequestIdMiddleware(RequestMiddleware(view))(request)
     assert seen["request_id"] == "req-ctx-9"
+
+
+@pytest.mark.pipeline
+def test_worker_and_relay_lines_are_json_with_the_checkout_request_id(client, catalog, without_shared_pipeline, tmp_path):
+    """One id from the checkout request into every worker's JSON log lines, which name the order."""
+    from orders.models import TERMINAL, Order
+    from tests import harness
+
+    worker = harness.worker(tmp_path, name="json-logs", LOG_FORMAT="json")
+    relay = harness.relay(tmp_path, name="relay-json-logs", LOG_FORMAT="json")
+    try:
+        response = client.post(
+            "/api/orders",
+            data=order_body(),
+            content_type="application/json",
+            headers={"Idempotency-Key": "log-test-pipeline", "X-Request-ID": "req-pipeline-77"},
+        )
+        assert response.status_code == 201, response.content
+        order_id = response.json()["id"]
+        harness.wait_until(
+            lambda: Order.objects.get(public_id=order_id).status in TERMINAL, 120, interval=0.3, what="the order to finish"
+        )
+        records = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+        mine = [r for r in records if r.get("request_id") == "req-pipeline-77"]
+        assert any(order_id in r["event"] for r in mine), worker.log()[-5000:]
+        assert {r["logger"] for r in mine} >= {"shop.pipeline"}, mine
+        published = [json.loads(line) for line in relay.log().splitlines() if line.startswith("{")]
+        assert any(r.get("request_id") == "req-pipeline-77" and r["event"] == "task_enqueued" for r in published), relay.log()
+    finally:
+        worker.stop()
+        relay.stop()
