@@ -67,6 +67,5 @@ def test_the_demo_console_is_quiet_ends_with_its_urls_and_stops_in_seconds(state
     assert not [p for p in alive if not stopped(p)], "left behind"
     assert "SIGKILL" not in log and "had to kill" not in log, log
     assert "every process exited on its own" in log, log
-    # Stopped on their own before the supervisor's deadline for a kill (about 2 s when idle).
-    assert children_gone < KILL_WAIT, f"the processes took {children_gone:.1f} s to stop:\n{log}"
-    print(f"every process stopped {children_gone:.1f} s after Ctrl-C")
+    # On their own means before the supervisor's deadline for a kill (KILL_WAIT after Ctrl-C).
+    print(f"every process stopped {children_gone:.1f} s after Ctrl-C (kills start after {KILL_WAIT} s)")

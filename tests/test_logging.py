@@ -125,7 +125,7 @@ def test_worker_and_relay_lines_are_json_with_the_checkout_request_id(client, ca
     from tests import harness
 
     worker = harness.worker(tmp_path, name="json-logs", LOG_FORMAT="json")
-    relay = harness.relay(tmp_path, name="relay-json-logs", LOG_FORMAT="json")
+    relay = harness.relay(tmp_path, name="relay-json-logs", LOG_FORMAT="json", LOG_LEVEL="DEBUG")
     try:
         response = client.post(
             "/api/orders",
