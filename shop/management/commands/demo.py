@@ -4,8 +4,10 @@ Starts the database if none is configured (the embedded default), migrates,
 seeds the catalog and the demo staff account, then runs every process of
 ``shop/processes.py`` under honcho and prints where to look. A process that exits
 on its own is reported and restarted, as compose's ``restart: unless-stopped`` does;
-Ctrl-C or SIGTERM stops every child (process groups: SIGTERM, then SIGKILL), then
-the database.
+Ctrl-C or SIGTERM stops every child (SIGTERM to each process, SIGKILL to the process
+groups still there after ``KILL_WAIT``, named on the console), then the database. The
+console is for people: no banners, routine polls at DEBUG, and the URLs printed again,
+last, once every process reports ready.
 """
 
 from __future__ import annotations
