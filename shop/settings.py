@@ -6,15 +6,18 @@ Production differs from the demo only by environment variables: see
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from urllib.parse import unquote
 
 import environ
+import structlog
 from django.core.exceptions import ImproperlyConfigured
 
 from notifications.mailers import mailers_from_url
 from shop.local.bootstrap import PROJECT_ROOT, bootstrap, broker_dir
 from shop.pipeline.queues import DEAD_LETTER_QUEUE, DELIVERY_LIMIT, celery_queues, celery_routes, is_rabbitmq
+from shop.pipeline.request_context import add_request_id
 
 # Every entry point (manage.py, the Celery CLI, WSGI, pytest) reads these settings,
 # so this is where the embedded default is decided: see shop/local/bootstrap.py.
@@ -47,6 +50,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # Swagger UI from its own static files: /api/docs works offline
+    "django_structlog",
     "shop",
     "shop.pipeline",
     "shop.storefront",
@@ -62,6 +67,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "shop.middleware.RequestIdMiddleware",
+    "django_structlog.middlewares.RequestMiddleware",
     "shop.middleware.ApiBodyGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -98,7 +104,7 @@ DATABASES["default"]["HOST"] = unquote(DATABASES["default"].get("HOST") or "")
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if env.bool("DATABASE_POOL", default=False):
+if env.bool("DATABASE_POOL", default=False):  # Django's pool is psycopg-pool's ConnectionPool
     DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": env.int("DATABASE_POOL_SIZE", default=8)}
 DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="test_shop")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -206,12 +212,67 @@ OUTBOX_BACKOFF_BASE = env.float("OUTBOX_BACKOFF_BASE", default=1.0)
 OUTBOX_BACKOFF_MAX = env.float("OUTBOX_BACKOFF_MAX", default=60.0)
 OUTBOX_CONFIRM_TIMEOUT = env.float("OUTBOX_CONFIRM_TIMEOUT", default=10.0)
 
+# ---- Logs: structlog, one line per event, the request id on every line ---------
+# Readable lines by default (the demo's console); LOG_FORMAT=json for a log collector.
+# Standard-library loggers (Django, Celery, the pipeline) go through the same renderer.
+LOG_FORMAT = env.str("LOG_FORMAT", default="console")
+if LOG_FORMAT not in ("console", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'console' or 'json', not {LOG_FORMAT!r}")
+_LOG_PRE_CHAIN = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    add_request_id,
+]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "shop.pipeline.request_context.RequestIdFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
+    "filters": {"routine": {"()": "shop.pipeline.request_context.RoutineWorkFilter"}},
+    "formatters": {
+        "console": {
+            "()": structlog.stdlib.ProcessorFormatter,
+            "processors": [
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # Plain tracebacks: rich's would print every frame's local variables (card fields too).
+                structlog.dev.ConsoleRenderer(
+                    colors=False, pad_level=False, pad_event_to=0, exception_formatter=structlog.dev.plain_traceback
+                ),
+            ],
+            "foreign_pre_chain": _LOG_PRE_CHAIN,
+        },
+        "json": {
+            "()": structlog.stdlib.ProcessorFormatter,
+            "processors": [
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+            "foreign_pre_chain": _LOG_PRE_CHAIN,
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["routine"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # httpx logs every request it makes at INFO (the demo's own readiness checks among them).
+    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+structlog.configure(
+    processors=[
+        structlog.stdlib.filter_by_level,
+        *_LOG_PRE_CHAIN,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.StackInfoRenderer(),
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ],
+    logger_factory=structlog.stdlib.LoggerFactory(),
+    wrapper_class=structlog.stdlib.BoundLogger,
+    cache_logger_on_first_use=True,
+)
+# django-structlog: a request_started/request_finished pair per request (the order page polls
+# the API every second: successes at DEBUG, 4xx/5xx stay visible), and with Celery enabled
+# the logging context travels in the message headers to the task that handles it.
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+DJANGO_STRUCTLOG_CELERY_TASK_START_LOG_LEVEL = logging.DEBUG  # "task_enqueued": the worker logs its receipt anyway
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
+DJANGO_STRUCTLOG_STATUS_2XX_LOG_LEVEL = logging.DEBUG
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False  # no client addresses in the logs

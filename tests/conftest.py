@@ -11,13 +11,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import pytest
 
-# Before Django reads its settings: the embedded broker of this run lives in a temp dir.
-if not os.environ.get("CELERY_BROKER_URL"):
-    os.environ.setdefault("SHOP_BROKER_DIR", tempfile.mkdtemp(prefix="shop-broker-"))
+# The embedded broker of this run lives in a temp dir of its own: see tests/settings.py,
+# which pytest-django imports before this file.
 os.environ.setdefault("PIPELINE_MAX_RETRIES", "3")
 os.environ.setdefault("PIPELINE_RETRY_BACKOFF_MAX", "1")
 os.environ.setdefault("FAULT_GATEWAY_LATENCY_MS", "5")

@@ -82,9 +82,10 @@ class Restarter:
 class RestartingManager(honcho.manager.Manager):
     """honcho's manager, except that a process exiting on its own is reported and restarted.
 
-    Only SIGINT or SIGTERM to the manager stops everything: SIGTERM to each process group,
-    SIGKILL after ``honcho.manager.KILL_WAIT`` seconds. ``on_started`` runs whenever the set
-    of pids changes with every process running (a pid file for leftovers, say).
+    Only SIGINT or SIGTERM to the manager stops everything: SIGTERM to each process, SIGKILL to
+    the process groups still there after ``honcho.manager.KILL_WAIT`` seconds; ``killed`` names
+    those. ``on_started`` runs whenever the set of pids changes with every process running (a pid
+    file for leftovers, say).
     """
 
     def __init__(self, restarter: Restarter | None = None, on_started: Callable[[dict[str, int]], None] | None = None) -> None:
@@ -92,6 +93,7 @@ class RestartingManager(honcho.manager.Manager):
         self.restarter = restarter or Restarter()
         self.on_started = on_started
         self._spawning: set[str] = set()
+        self.killed: set[str] = set()
 
     def loop(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -116,6 +118,26 @@ class RestartingManager(honcho.manager.Manager):
             elif time.monotonic() > kill_at:
                 self.kill()
                 kill_at = time.monotonic() + honcho.manager.KILL_WAIT
+        if self._terminating:
+            self._system_print(
+                f"had to kill: {', '.join(sorted(self.killed))}\n" if self.killed else "every process exited on its own\n"
+            )
+
+    def _killall(self, force: bool = False) -> None:
+        """SIGTERM to each process itself, as a container runtime signals a container's first
+        process: a Celery worker then lets its pool children finish the tasks they run (a warm
+        shutdown) and stops them, granian its workers. Signalled as a group, those children would
+        get SIGTERM directly and die mid-task. SIGKILL goes to the whole group, and is remembered."""
+        for name, p in self._processes.items():
+            if "returncode" in p or p.get("pid") is None:
+                continue
+            if force:
+                self._system_print(f"sending SIGKILL to {name} (pid {p['pid']}): still running\n")
+                self.killed.add(name)
+                reap_group(p["pid"])
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p["pid"], signal.SIGTERM)
 
     def _still_spawning(self) -> bool:
         """A restarted process that has not reported its start yet (and could not fail to)."""
@@ -149,6 +171,7 @@ class RestartingManager(honcho.manager.Manager):
             p["returncode"] = msg.data["returncode"]
             p["process"].join(5)
             if self._terminating:
+                reap_group(p["pid"])  # what it left behind in its group, as a container's end does
                 self._system_print(f"{msg.name} stopped (rc={p['returncode']})\n")
             else:
                 self._system_print(self.restarter.exited(msg.name, p["pid"], p["returncode"]) + "\n")

@@ -2,10 +2,12 @@
 
 Starts the database if none is configured (the embedded default), migrates,
 seeds the catalog and the demo staff account, then runs every process of
-``shop/processes.py`` under honcho and prints where to look. A process that exits
+``shop/local/processes.py`` under honcho and prints where to look. A process that exits
 on its own is reported and restarted, as compose's ``restart: unless-stopped`` does;
-Ctrl-C or SIGTERM stops every child (process groups: SIGTERM, then SIGKILL), then
-the database.
+Ctrl-C or SIGTERM stops every child (SIGTERM to each process, SIGKILL to the process
+groups still there after ``KILL_WAIT``, named on the console), then the database. The
+console is for people: no banners, routine polls at DEBUG, and the URLs printed again,
+last, once every process reports ready.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urljoin
 
 import honcho.manager
 import httpx
@@ -28,12 +32,25 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connections
 
+from orders.models import TERMINAL
 from shop.local import bootstrap
 from shop.local.processes import argv, commands
 from shop.local.supervision import RestartingManager
 from shop.management.commands.seed import DEMO_STAFF
+from shop.pipeline.events import QUEUES
 
-honcho.manager.KILL_WAIT = 8  # a warm Celery shutdown needs a few seconds
+# A busy worker gets this long to finish its tasks after Ctrl-C (an idle one stops in about
+# 2 s); what is still running then is killed, and its unacknowledged messages are redelivered.
+KILL_WAIT = 8
+honcho.manager.KILL_WAIT = KILL_WAIT
+
+
+# Celery warns at each worker's start when it runs as root (a task could do anything as root).
+CELERY_ROOT_WARNING = "You're running the worker with superuser privileges"
+AS_ROOT = (
+    "running as root: so do the Celery workers, which Celery advises against (a task runs with every "
+    "privilege). Run the demo as a normal user to avoid it."
+)
 
 
 def resolve(command: str) -> str:
@@ -42,7 +59,7 @@ def resolve(command: str) -> str:
 
 
 class DemoManager(RestartingManager):
-    """Restart what dies (``shop/supervision.py``), and keep a pid file so that a demo killed
+    """Restart what dies (``shop/local/supervision.py``), and keep a pid file so that a demo killed
     with SIGKILL leaves no orphans behind."""
 
     def __init__(self, pid_file: Path) -> None:
@@ -100,8 +117,14 @@ class Command(BaseCommand):
         env.setdefault("SITE_URL", f"http://{host}:{port}")
         env.setdefault("ALLOWED_HOSTS", f"{host},localhost,127.0.0.1")
         env.setdefault("FRAUD_REVIEW_DEADLINE_SECONDS", "120")  # a review's expiry is seen within the demo
+        if os.geteuid() == 0:
+            self.stdout.write(AS_ROOT)
+            warnings = [env.get("PYTHONWARNINGS", ""), f"ignore:{CELERY_ROOT_WARNING}"]
+            env["PYTHONWARNINGS"] = ",".join(w for w in warnings if w)  # said once above, not once per worker
         manager = DemoManager(pid_file)
-        procs = commands(host=host, port=port, flower_port=flower_port, beat_schedule=str(state / "celerybeat-schedule"))
+        procs = commands(
+            host=host, port=port, flower_port=flower_port, beat_schedule=str(state / "celerybeat-schedule"), quiet=True
+        )
         for name, command in procs.items():
             manager.add_process(name, resolve(command), env=env, cwd=str(settings.BASE_DIR))
         base = f"http://{host}:{port}"
@@ -133,29 +156,32 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(embedded_places.where(bootstrap.pgdata_dir())))
 
     def announce(self, base: str, flower_port: int, host: str, example: bool) -> None:
-        """Once the web server answers, place an example order and print where to look."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{base}/api/products", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
+        """Once the web server answers, place an example order and print where to look; print it
+        again once every process is ready, so that the URLs are the last lines on the screen."""
+        if not wait_for(lambda: answers(f"{base}/api/products"), 60):
             self.stderr.write("the web server did not come up within 60 s")
             return
-        order_url = ""
-        if example:
-            order_url = place_example_order(base)
+        order_url, status_url = place_example_order(base) if example else ("", "")
+        flower = f"http://{host}:{flower_port}/"
+        self.print_urls(base, flower, order_url)
+        deadline = time.monotonic() + READY_WITHIN
+        while waiting := not_ready(flower, status_url):
+            if time.monotonic() > deadline:
+                self.stderr.write(f"not ready after {READY_WITHIN:.0f} s: {', '.join(waiting)}")
+                return
+            time.sleep(0.5)
+        self.print_urls(base, flower, order_url, heading="Everything is up:")
+
+    def print_urls(self, base: str, flower: str, order_url: str, heading: str = "The shop is running:") -> None:
         user, password = DEMO_STAFF
         lines = [
             "",
-            "The shop is running:",
+            heading,
             f"  storefront     {base}/",
             f"  example order  {order_url or '(none)'}",
             f"  API schema     {base}/api/docs",
             f"  admin          {base}/admin/   (user {user}, password {password})",
-            f"  Flower         http://{host}:{flower_port}/   (same user and password)",
+            f"  Flower         {flower}   (same user and password)",
             "Press Ctrl-C to stop everything.",
             "",
         ]
@@ -163,11 +189,56 @@ class Command(BaseCommand):
         self.stdout.flush()
 
 
-def place_example_order(base: str) -> str:
+READY_WITHIN = 120.0
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float, interval: float = 0.5) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=2).raise_for_status()
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def not_ready(flower: str, status_url: str) -> list[str]:
+    """What has not reported ready yet: a worker per queue answering a ping, Flower answering,
+    and the example order settled (its pipeline's log lines come before the URLs, not after)."""
+    from shop.celery import app
+
+    try:
+        answering = {name.split("@")[0] for reply in app.control.ping(timeout=1.0) for name in reply}
+    except Exception:  # the broker may still be starting: nobody answers yet
+        answering = set()
+    missing = [f"worker-{queue}" for queue in QUEUES if queue not in answering]
+    if not answers(flower + "healthcheck"):
+        missing.append("flower")
+    if status_url and order_status(status_url) not in TERMINAL:
+        missing.append("example order")
+    return missing
+
+
+def order_status(status_url: str) -> str:
+    try:
+        return str(httpx.get(status_url, timeout=5).json().get("status", ""))
+    except (httpx.HTTPError, ValueError):
+        return ""
+
+
+def place_example_order(base: str) -> tuple[str, str]:
+    """The example order's page and its API status URL (empty if none could be placed)."""
     products = httpx.get(f"{base}/api/products", timeout=5).json()
     sku = next((p["sku"] for p in products if p["stock"] > 0), None)
     if sku is None:
-        return ""
+        return "", ""
     body = {
         "email": "ada@example.com",
         "name": "Ada Lovelace",
@@ -176,4 +247,7 @@ def place_example_order(base: str) -> str:
         "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
     }
     response = httpx.post(f"{base}/api/orders", json=body, timeout=10)
-    return response.json().get("url", "") if response.status_code == 201 else ""
+    if response.status_code != 201:
+        return "", ""
+    placed = response.json()
+    return placed.get("url", ""), urljoin(base, placed.get("status_url", ""))
