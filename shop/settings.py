@@ -254,7 +254,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["routine"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # httpx logs every request it makes at INFO (the demo's own readiness checks among them).
-    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    # Flower's inspector warns each time a worker misses an inspect reply (a worker still
+    # booting, shop/flowerconfig.py gives them 5 s) and asks again by itself: not an operator's matter.
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "flower.inspector": {"level": "ERROR"},
+    },
 }
 structlog.configure(
     processors=[
