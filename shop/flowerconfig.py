@@ -25,9 +25,3 @@ if not (_flower_options.basic_auth or _flower_options.auth):
 
 # Flower applies FLOWER_* variables before this file, which would override them: read it here.
 read_only = os.environ.get("FLOWER_READ_ONLY", "1").strip().lower() not in {"0", "false", "no", "off"}
-
-# Flower asks every worker for its queues, tasks and stats when it starts and whenever a
-# worker comes online; a worker still booting (or busy on 2 cores) misses Flower's 1 s
-# default and Flower logs a warning per question although it simply asks again later.
-inspect_timeout = float(os.environ.get("FLOWER_INSPECT_TIMEOUT_MS", "5000"))
-

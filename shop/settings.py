@@ -254,8 +254,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["routine"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # httpx logs every request it makes at INFO (the demo's own readiness checks among them).
-    # Flower's inspector warns each time a worker misses an inspect reply (a worker still
-    # booting, shop/flowerconfig.py gives them 5 s) and asks again by itself: not an operator's matter.
+    # Flower's inspector warns each time a worker misses its 1 s inspect reply (a worker still
+    # booting, or busy on 2 cores) and asks again by itself: not an operator's matter.
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "httpx": {"level": "WARNING"},
