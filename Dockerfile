@@ -6,6 +6,7 @@ COPY . .
 RUN pip install -e . \
  && SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
     DATABASE_URL=postgres://build@localhost/build CELERY_BROKER_URL=amqp://build// python manage.py collectstatic --noinput \
- && useradd --create-home shop
+ && useradd --create-home shop \
+ && install -d -o shop /run/shop-metrics
 USER shop
 EXPOSE 8000 5555

@@ -1,15 +1,19 @@
-"""Give every request an id, echo it as ``X-Request-ID``, and hand it to the outbox."""
+"""The project's middleware: every request's id (echoed as ``X-Request-ID`` and handed to the
+outbox), checkout latency for ``/metrics``, the API's body guard, and 503 on overload."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from shop.pipeline.latency_metrics import observe_checkout
 from shop.pipeline.request_context import bind_request_id, reset_request_id
+from shop.storefront.overload import overload_response
 
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -28,6 +32,27 @@ class RequestIdMiddleware:
         finally:
             reset_request_id(token)
         response["X-Request-ID"] = request_id
+        return response
+
+
+# The requests that place an order: (method, path) -> the histogram's endpoint label.
+CHECKOUTS = {("POST", "/api/orders"): "api", ("POST", "/checkout"): "form", ("POST", "/api/checkout/sync"): "sync"}
+
+
+class CheckoutLatencyMiddleware:
+    """Times every checkout, whatever its answer (201, a refusal, a 503 under overload), into
+    ``shop_checkout_latency_seconds``: the figure the shop exists to keep low, seen from the server."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        endpoint = CHECKOUTS.get((request.method or "", request.path))
+        if endpoint is None:
+            return self.get_response(request)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        observe_checkout(endpoint, response.status_code, time.perf_counter() - started)
         return response
 
 
@@ -131,3 +156,18 @@ def json_depth(body: bytes) -> int:
 
 def _json_error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message, "fields": {}}, status=status)
+
+
+class OverloadMiddleware:
+    """Any view (and its template) that fails for want of database capacity answers 503 with
+    ``Retry-After`` instead of 500: see shop/storefront/overload.py. The API's own handler does
+    the same inside django-ninja (which shows a traceback instead under DEBUG)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        return overload_response(request, exception)

@@ -11,13 +11,13 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import environ
-import structlog
 from django.core.exceptions import ImproperlyConfigured
 
 from notifications.mailers import mailers_from_url
+from shop.connections import configure as configure_database
 from shop.local.bootstrap import PROJECT_ROOT, bootstrap, broker_dir
+from shop.logging_config import configure_structlog, logging_settings
 from shop.pipeline.queues import DEAD_LETTER_QUEUE, DELIVERY_LIMIT, celery_queues, celery_routes, is_rabbitmq
-from shop.pipeline.request_context import add_request_id
 
 # Every entry point (manage.py, the Celery CLI, WSGI, pytest) reads these settings,
 # so this is where the embedded default is decided: see shop/local/bootstrap.py.
@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "shop",
     "shop.pipeline",
     "shop.storefront",
+    "shop.ops",
     "orders",
     "orders.payments",
     "orders.fraud",
@@ -67,8 +68,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "shop.middleware.RequestIdMiddleware",
+    "shop.middleware.CheckoutLatencyMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "shop.middleware.ApiBodyGuardMiddleware",
+    "shop.middleware.OverloadMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -90,22 +93,20 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "shop.storefront.context_processors.cart",
+                "shop.storefront.context_processors.cart_count",
             ],
         },
     },
 ]
 
-# The database is the truth. Django's psycopg pool with CONN_MAX_AGE=0: a WSGI
-# worker reuses connections without holding one per idle thread.
+# The database is the truth. The web server lends connections from psycopg's pool; every
+# other process keeps one persistent, health-checked connection: see shop/connections.py.
+# SHOP_PROCESS_ROLE is "web" in the web server (set by shop/wsgi.py), "worker" otherwise.
+PROCESS_ROLE = env.str("SHOP_PROCESS_ROLE", default="worker")
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/shop")}
 # A Unix-socket URL carries its directory percent-encoded as the host (the form psql understands).
 DATABASES["default"]["HOST"] = unquote(DATABASES["default"].get("HOST") or "")
-DATABASES["default"].setdefault("OPTIONS", {})
-DATABASES["default"]["CONN_MAX_AGE"] = 0
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if env.bool("DATABASE_POOL", default=False):  # Django's pool is psycopg-pool's ConnectionPool
-    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": env.int("DATABASE_POOL_SIZE", default=8)}
+configure_database(DATABASES["default"], env, PROCESS_ROLE)
 DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="test_shop")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -162,6 +163,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False  # a failed message is rejected: dead-lettered on RabbitMQ
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fix-up closes the connection before and after every task unless this is set
+# (then every this-many tasks): shop/celery.py health-checks and ages it instead, as Django
+# does around a request.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BROKER_HEARTBEAT = 10
@@ -174,7 +179,7 @@ CELERY_TASK_IGNORE_RESULT = True  # the order's state in PostgreSQL is the truth
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=True)  # Flower shows nothing without them
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A fraud review holds stock and an authorisation: past this deadline the order is
@@ -182,6 +187,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A beat sweep enforces it, never a countdown task.
 FRAUD_REVIEW_DEADLINE_SECONDS = env.float("FRAUD_REVIEW_DEADLINE_SECONDS", default=24 * 3600)
 FRAUD_REVIEW_SWEEP_SECONDS = env.float("FRAUD_REVIEW_SWEEP_SECONDS", default=5.0)
+# Email domains the velocity rule (many orders from one email) ignores: the demo's test
+# addresses, so that every test card can be tried in a row (``manage.py demo`` sets example.com).
+FRAUD_VELOCITY_EXEMPT_DOMAINS = env.list("FRAUD_VELOCITY_EXEMPT_DOMAINS", default=[])
 CELERY_BEAT_SCHEDULE = {
     "carrier-tracking": {
         "task": "shipping.tasks.poll_carrier",
@@ -195,9 +203,23 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# POST /api/checkout/sync: the synchronous foil the bench compares with; 404 unless turned on.
+SYNC_CHECKOUT_ENABLED = env.bool("SYNC_CHECKOUT_ENABLED", default=False)
+
+# ---- Who gets the cores in a spike (shop/pipeline/priority.py; 0 turns a level off) ----
+# Workers run nicer than the web server and relay; emails, labels and polls nicer still.
+WORKER_NICENESS_CRITICAL = env.int("WORKER_NICENESS_CRITICAL", default=5)
+WORKER_NICENESS_LOW = env.int("WORKER_NICENESS_LOW", default=15)
+# A niced worker's PostgreSQL backends take its niceness, where the database is on this machine.
+NICE_DATABASE_BACKENDS = env.bool("NICE_DATABASE_BACKENDS", default=True)
+
+# /ops/ and /metrics (shop/ops/; README "Operations page").
+OPS_STALE_SECONDS = env.float("OPS_STALE_SECONDS", default=30.0)
+OPS_STUCK_SECONDS = env.float("OPS_STUCK_SECONDS", default=120.0)
+OPS_STREAM_SECONDS = env.float("OPS_STREAM_SECONDS", default=300.0)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # ---- The simulated outside world (fault switches: see shop/pipeline/faults.py) -------
-# Off unless the demo, the chaos runner or the tests turn it on: a production
-# configuration ignores FAULT_* variables and FaultSetting rows, and the admin refuses changes.
+# Off (FAULT_* and FaultSetting rows ignored) unless the demo, chaos runner or tests turn it on.
 FAULTS_ENABLED = env.bool("FAULTS_ENABLED", default=False)
 PIPELINE_MAX_RETRIES = env.int("PIPELINE_MAX_RETRIES", default=8)
 # How long the simulated gateway holds an authorisation; a capture after that is declined.
@@ -205,6 +227,7 @@ GATEWAY_AUTHORIZATION_TTL_SECONDS = env.float("GATEWAY_AUTHORIZATION_TTL_SECONDS
 PIPELINE_RETRY_BACKOFF_MAX = env.int("PIPELINE_RETRY_BACKOFF_MAX", default=60)
 OUTBOX_CLAIM_SECONDS = env.int("OUTBOX_CLAIM_SECONDS", default=30)
 OUTBOX_SWEEP_SECONDS = env.float("OUTBOX_SWEEP_SECONDS", default=1.0)
+RELAY_HEARTBEAT_SECONDS = env.float("RELAY_HEARTBEAT_SECONDS", default=5.0)  # stale after three missed
 # A row that fails to publish backs off on its own (base * 2^n with jitter, capped) and is
 # parked as a dead letter after this many attempts; a publisher confirm is awaited at most this long.
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
@@ -212,69 +235,13 @@ OUTBOX_BACKOFF_BASE = env.float("OUTBOX_BACKOFF_BASE", default=1.0)
 OUTBOX_BACKOFF_MAX = env.float("OUTBOX_BACKOFF_MAX", default=60.0)
 OUTBOX_CONFIRM_TIMEOUT = env.float("OUTBOX_CONFIRM_TIMEOUT", default=10.0)
 
-# ---- Logs: structlog, one line per event, the request id on every line ---------
+# ---- Logs: structlog, one line per event, the request id on every line (shop/logging_config.py) --
 # Readable lines by default (the demo's console); LOG_FORMAT=json for a log collector.
-# Standard-library loggers (Django, Celery, the pipeline) go through the same renderer.
 LOG_FORMAT = env.str("LOG_FORMAT", default="console")
 if LOG_FORMAT not in ("console", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be 'console' or 'json', not {LOG_FORMAT!r}")
-_LOG_PRE_CHAIN = [
-    structlog.contextvars.merge_contextvars,
-    structlog.stdlib.add_log_level,
-    structlog.stdlib.add_logger_name,
-    structlog.processors.TimeStamper(fmt="iso", utc=True),
-    add_request_id,
-]
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"routine": {"()": "shop.pipeline.request_context.RoutineWorkFilter"}},
-    "formatters": {
-        "console": {
-            "()": structlog.stdlib.ProcessorFormatter,
-            "processors": [
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                # Plain tracebacks: rich's would print every frame's local variables (card fields too).
-                structlog.dev.ConsoleRenderer(
-                    colors=False, pad_level=False, pad_event_to=0, exception_formatter=structlog.dev.plain_traceback
-                ),
-            ],
-            "foreign_pre_chain": _LOG_PRE_CHAIN,
-        },
-        "json": {
-            "()": structlog.stdlib.ProcessorFormatter,
-            "processors": [
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
-            ],
-            "foreign_pre_chain": _LOG_PRE_CHAIN,
-        },
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["routine"]}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # httpx logs every request it makes at INFO (the demo's own readiness checks among them).
-    # Flower's inspector warns each time a worker misses its 1 s inspect reply (a worker still
-    # booting, or busy on 2 cores) and asks again by itself: not an operator's matter.
-    "loggers": {
-        "django.db.backends": {"level": "INFO"},
-        "httpx": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
-        "flower.inspector": {"level": "ERROR"},
-    },
-}
-structlog.configure(
-    processors=[
-        structlog.stdlib.filter_by_level,
-        *_LOG_PRE_CHAIN,
-        structlog.stdlib.PositionalArgumentsFormatter(),
-        structlog.processors.StackInfoRenderer(),
-        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-    ],
-    logger_factory=structlog.stdlib.LoggerFactory(),
-    wrapper_class=structlog.stdlib.BoundLogger,
-    cache_logger_on_first_use=True,
-)
+LOGGING = logging_settings(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
+configure_structlog()
 # django-structlog: a request_started/request_finished pair per request (the order page polls
 # the API every second: successes at DEBUG, 4xx/5xx stay visible), and with Celery enabled
 # the logging context travels in the message headers to the task that handles it.

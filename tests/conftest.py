@@ -19,6 +19,8 @@ import pytest
 os.environ.setdefault("PIPELINE_MAX_RETRIES", "3")
 os.environ.setdefault("PIPELINE_RETRY_BACKOFF_MAX", "1")
 os.environ.setdefault("FAULT_GATEWAY_LATENCY_MS", "5")
+os.environ.setdefault("FAULT_FRAUD_LATENCY_MS", "0")  # the demo's pacing stays out of the tests
+os.environ.setdefault("FAULT_CARRIER_LABEL_MS", "0")
 os.environ.setdefault("FAULT_CARRIER_TRANSIT_SECONDS", "0.3")
 os.environ.setdefault("FAULT_CARRIER_DELIVERY_SECONDS", "0.6")
 os.environ.setdefault("CARRIER_POLL_SECONDS", "0.3")

@@ -187,6 +187,16 @@ def pipeline(pipeline_procs: Pipeline, catalog: dict[str, int]) -> Iterator[Pipe
 
 
 @pytest.fixture
+def order_streams() -> Iterator[None]:
+    """Stops this process's order-stream listener after the test: its LISTEN connection would
+    otherwise keep the test database open when the session drops it."""
+    yield
+    from shop.storefront.order_events import hub
+
+    hub.stop()
+
+
+@pytest.fixture
 def fault(transactional_db: None) -> Iterator[Any]:
     """Set a runtime fault switch for every process; cleared after the test."""
     from shop.pipeline import faults

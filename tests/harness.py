@@ -122,3 +122,31 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def web_server(log_dir: Path, port: int, *, threads: int, **env: str):
+    """A real granian (one worker, ``threads`` blocking threads) on ``port``, answering before it
+    is yielded as ``(url, proc)``, and stopped after."""
+    import httpx
+
+    from shop.local.processes import argv
+
+    command = (
+        f"granian --interface wsgi --host 127.0.0.1 --port {port} --workers 1 --blocking-threads {threads} shop.wsgi:application"
+    )
+    proc = Proc("web", argv(command), log_dir, child_env(**env))
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/api/products", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(lambda: up() or not proc.alive(), 60, 0.2, "the web server")
+        assert proc.alive(), proc.log()[-3000:]
+        yield url, proc
+    finally:
+        proc.stop()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP_PACKAGES = ("shop", "orders", "inventory", "shipping", "notifications")
+TOP_PACKAGES = ("shop", "orders", "inventory", "shipping", "notifications", "bench")
 
 # Longest prefix wins: a module belongs to the first part whose package holds it.
 PARTS = {
@@ -18,20 +18,26 @@ PARTS = {
     "shop.local": "local",
     "shop.storefront": "storefront",
     "shop.proof": "proof",
+    "shop.ops": "ops",
     "orders": "stage",
     "inventory": "stage",
     "shipping": "stage",
     "notifications": "stage",
     "shop": "project",
+    "bench": "bench",
 }
 # What each part must never import. The project package (settings, urls, celery, admin
 # wiring, management commands) sits on top and may import anything.
+# The benchmark (``bench/``) drives the whole shop from outside: it may import any part, and
+# only its management command imports it.
 FORBIDDEN = {
-    "pipeline": {"storefront", "stage", "proof", "local", "project"},
-    "local": {"storefront", "stage", "proof", "project"},
-    "stage": {"storefront", "proof", "local", "project"},
-    "storefront": {"proof", "local", "project"},
-    "proof": {"project"},
+    "pipeline": {"storefront", "stage", "proof", "local", "project", "bench"},
+    "local": {"storefront", "stage", "proof", "project", "bench"},
+    "stage": {"storefront", "proof", "local", "project", "bench"},
+    "storefront": {"proof", "local", "project", "bench"},
+    "proof": {"project", "bench"},
+    "ops": {"storefront", "proof", "local", "project", "bench"},
+    "bench": {"project"},
 }
 
 

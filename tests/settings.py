@@ -16,6 +16,8 @@ from pathlib import Path
 os.environ.setdefault("SHOP_STATE_DIR", str(Path(__file__).resolve().parent.parent / ".demo" / "tests"))
 if not os.environ.get("CELERY_BROKER_URL"):
     os.environ.setdefault("SHOP_BROKER_DIR", tempfile.mkdtemp(prefix="shop-broker-"))
+# The latency histograms of every process of the run, summed by /metrics (shop/pipeline/latency_metrics.py).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="shop-metrics-"))
 os.environ.setdefault("SECRET_KEY", "test-run-" + secrets.token_urlsafe(32))
 os.environ.setdefault("FAULTS_ENABLED", "1")  # the fault tests drive shop/pipeline/faults.py switches
 

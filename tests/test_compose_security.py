@@ -28,7 +28,10 @@ SECRETS = {
     "POSTGRES_PASSWORD": "pg-sentinel-5f2a",
     "RABBITMQ_PASSWORD": "mq-sentinel-9c1e",
     "FLOWER_BASIC_AUTH": "ops:fl-sentinel-77d0",
+    "METRICS_TOKEN": "mt-sentinel-31d4",
+    "GRAFANA_PASSWORD": "gf-sentinel-6b8e",
 }
+MONITORING = {"prometheus", "grafana"}
 # Every password the repository has ever shipped, and the brokers' well-known defaults.
 KNOWN_PASSWORDS = ("staff-demo-password", "shop:shop", "guest:guest", "change-me-to-a-long-random-string", "dev-only-insecure")
 needs_compose = pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
@@ -65,13 +68,17 @@ def test_every_credential_comes_from_the_environment(tmp_path):
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == SECRETS["POSTGRES_PASSWORD"]
     assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"] == SECRETS["RABBITMQ_PASSWORD"]
     assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == SECRETS["FLOWER_BASIC_AUTH"]
-    for name in set(services) - {"postgres", "rabbitmq"}:
+    assert services["prometheus"]["environment"]["METRICS_TOKEN"] == SECRETS["METRICS_TOKEN"]
+    assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == SECRETS["GRAFANA_PASSWORD"]
+    assert services["grafana"]["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    for name in set(services) - {"postgres", "rabbitmq"} - MONITORING:
         env = services[name]["environment"]
         assert env["SECRET_KEY"] == SECRETS["SECRET_KEY"], name
         assert f":{SECRETS['POSTGRES_PASSWORD']}@" in env["DATABASE_URL"], name
         assert f":{SECRETS['RABBITMQ_PASSWORD']}@" in env["CELERY_BROKER_URL"], name
         assert env.get("ALLOWED_HOSTS") != "*", name
         assert env.get("FAULTS_ENABLED", "0") == "0", name
+        assert env["METRICS_TOKEN"] == SECRETS["METRICS_TOKEN"], name
         if name != "flower":
             assert "FLOWER_BASIC_AUTH" not in env, name
     text = yaml.safe_dump(services)
@@ -97,9 +104,10 @@ def published(services: dict) -> dict[str, set[str]]:
 @needs_compose
 def test_ports_are_on_localhost_unless_the_operator_opts_in(tmp_path):
     default = published(resolved(tmp_path)["services"])
-    assert set(default) == {"web", "flower", "rabbitmq"}
+    assert set(default) == {"web", "flower", "rabbitmq", "prometheus", "grafana"}
     assert all(ips == {"127.0.0.1"} for ips in default.values()), default
-    opened = published(resolved(tmp_path, FLOWER_BIND="0.0.0.0", RABBITMQ_BIND="0.0.0.0", SHOP_BIND="0.0.0.0")["services"])
+    binds = ("FLOWER_BIND", "RABBITMQ_BIND", "SHOP_BIND", "PROMETHEUS_BIND", "GRAFANA_BIND")
+    opened = published(resolved(tmp_path, **dict.fromkeys(binds, "0.0.0.0"))["services"])
     assert all(ips == {"0.0.0.0"} for ips in opened.values()), opened
 
 

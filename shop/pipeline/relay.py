@@ -2,16 +2,17 @@
 
 Claim a batch of due rows with ``FOR UPDATE SKIP LOCKED`` in a short transaction (a lease,
 so several relays share the work and a dead relay's rows come back), publish each event to
-every subscriber in the pipeline map with publisher confirms, and mark the rows only after
-the broker confirmed every copy. A relay killed between publish and mark publishes again
-after the lease expires: consumers are idempotent, so that is a duplicate delivery, never a
-lost event.
+every subscriber in the pipeline map, the whole batch before waiting once for the broker's
+publisher confirms, and mark the rows only after the broker confirmed every copy. A relay
+killed between publish and mark publishes again after the lease expires: consumers are
+idempotent, so that is a duplicate delivery, never a lost event.
 
 Each row has its own ``next_attempt_at``: a row whose publish fails (a replay naming a task
 this release does not have, a queue that nacks) backs off exponentially with jitter while
 the rows behind it go on, and after ``OUTBOX_MAX_ATTEMPTS`` it is parked as a dead letter for
 staff. When the broker itself is away no row is to blame: the batch is handed back uncounted.
-Every wait for a confirm is bounded by ``OUTBOX_CONFIRM_TIMEOUT``.
+A nack fails only the row whose message it names. Every wait for confirms is bounded by
+``OUTBOX_CONFIRM_TIMEOUT``.
 
 It wakes on ``LISTEN outbox`` (the insert trigger notifies at commit) and sweeps
 every ``OUTBOX_SWEEP_SECONDS`` anyway, because a notification is lost while
@@ -20,6 +21,7 @@ the listener is disconnected.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -35,10 +37,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from shop.pipeline import faults
+from shop.pipeline import faults, heartbeat
 from shop.pipeline.deadletters import RELAY_STEP, drain_broker, park
 from shop.pipeline.models import OutboxEvent
-from shop.pipeline.publisher import broker_unreachable, drop_producer, publish
+from shop.pipeline.publisher import BatchOutcome, broker_unreachable, drop_producer, publish_batch
 
 log = logging.getLogger("shop.relay")
 DRAIN_SECONDS = 5.0
@@ -63,7 +65,7 @@ def claim_batch(relay_id: str, limit: int = 100) -> list[dict[str, Any]]:
          WHERE id IN (SELECT id FROM {_table()}
                        WHERE published_at IS NULL AND parked_at IS NULL AND next_attempt_at <= now()
                        ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED)
-        RETURNING id, event_id, kind, order_id, payload, request_id, target_task, publish_attempts"""
+        RETURNING id, event_id, kind, order_id, payload, request_id, target_task, publish_attempts, created_at"""
     lease = settings.OUTBOX_CLAIM_SECONDS
     with connection.cursor() as cur:
         cur.execute(sql, [relay_id, lease, lease, limit])
@@ -141,26 +143,38 @@ def park_row(relay_id: str, row: dict[str, Any], error: str) -> None:
 def relay_once(relay_id: str, limit: int = 100) -> int:
     """Claim, publish and mark one batch; returns how many events were published."""
     rows = claim_batch(relay_id, limit)
-    done: list[int] = []
+    if not rows:
+        return 0
+    outcome = publish_batch(rows)
+    done = outcome.confirmed
     try:
-        for i, row in enumerate(rows):
-            try:
-                publish(row)
-            except Exception as exc:  # broker down, connection lost, nack, confirm timeout, unknown task
-                log.warning("publish of %s for order %s failed: %r", row["kind"], row["order_id"], exc)
-                if broker_unreachable():
-                    release_untried(relay_id, [r["id"] for r in rows[i:]], repr(exc))
-                    break
-                row_failed(relay_id, row, repr(exc))
-                continue
-            done.append(row["id"])
         if done and faults.enabled("relay_crash_after_publish"):
             log.error("fault: relay killed between publish and mark")
             os.kill(os.getpid(), signal.SIGKILL)
     finally:
         if done:
             mark_published(relay_id, done)
+    _settle_failures(relay_id, rows, outcome)
     return len(done)
+
+
+def _settle_failures(relay_id: str, rows: list[dict[str, Any]], outcome: BatchOutcome) -> None:
+    """A refused row (nacked, or its own fault) backs off alone; rows whose confirms never came
+    go back uncounted if the broker is away, else each backs off as a failure of its own."""
+    by_id = {row["id"]: row for row in rows}
+    for row_id, error in outcome.refused.items():
+        row = by_id[row_id]
+        log.warning("publish of %s for order %s failed: %s", row["kind"], row["order_id"], error)
+        row_failed(relay_id, row, error)
+    if not outcome.lost:
+        return
+    error = next(iter(outcome.lost.values()))
+    log.warning("no confirm for %d of %d row(s): %s", len(outcome.lost), len(rows), error)
+    if broker_unreachable():
+        release_untried(relay_id, list(outcome.lost), error)
+        return
+    for row_id, error in outcome.lost.items():
+        row_failed(relay_id, by_id[row_id], error)
 
 
 class Listener:
@@ -205,11 +219,19 @@ def run(stop: threading.Event | None = None, *, batch: int = 100) -> None:
     listener = Listener()
     log.info("relay %s started", relay_id)
     backoff = 0.5
-    next_drain = 0.0
+    next_drain = next_beat = 0.0
+    started_at, published = timezone.now(), 0
     while not stop.is_set():
         try:
-            while relay_once(relay_id, batch) == batch and not stop.is_set():
-                pass
+            # Health-checked at each round: a connection broken by a database restart is replaced here.
+            connection.close_if_unusable_or_obsolete()
+            while (done := relay_once(relay_id, batch)) and not stop.is_set():
+                published += done
+                if done < batch:
+                    break
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + settings.RELAY_HEARTBEAT_SECONDS
+                heartbeat.beat(relay_id, started_at, published)
             if time.monotonic() >= next_drain:
                 next_drain = time.monotonic() + DRAIN_SECONDS
                 if moved := drain_broker():
@@ -223,5 +245,7 @@ def run(stop: threading.Event | None = None, *, batch: int = 100) -> None:
             continue
         listener.wait(settings.OUTBOX_SWEEP_SECONDS)
     listener.close()
-    drop_producer()
+    drop_producer(graceful=True)
+    with contextlib.suppress(Exception):  # the database may be what stopped it
+        heartbeat.stopped(relay_id)
     log.info("relay %s stopped", relay_id)

@@ -37,7 +37,8 @@ written, which could let a concurrent binder truncate it or a reader decode an e
 Limitations, honestly: recovery relies on pids, so it works on one host only, a reused pid
 delays it until that process ends too, and a process that hangs keeps its claims (there is no
 visibility timeout); nothing is fsynced (survives process crashes, not power loss); there are no priorities or TTLs,
-and consumers poll (latency up to ``polling_interval``). Bindings and the queues of
+and consumers poll (latency up to ``polling_interval``; a Celery worker polls from its event loop's
+timer, so it is as quick to stop as on RabbitMQ). Bindings and the queues of
 event consumers that are gone survive restarts: call :func:`reset` when starting afresh.
 RabbitMQ remains the broker for anything beyond one host.
 

@@ -230,10 +230,21 @@ class Channel(filesystem.Channel):
 
 
 class Transport(filesystem.Transport):
-    """``fsatomic://``: kombu's filesystem transport with atomic publish, claim and recovery."""
+    """``fsatomic://``: kombu's filesystem transport with atomic publish, claim and recovery.
+
+    It runs in a Celery worker's event loop (``asynchronous``): the loop polls the folders every
+    ``polling_interval`` from its timer. Without that, Celery falls back to its blocking loop, which
+    waits up to 2 s in :meth:`drain_events` before it sees a Ctrl-C, and to billiard's threaded pool,
+    whose helper threads each sleep up to a second before they notice the pool stopping: an idle
+    worker took about 6 s to stop, against 2 s on RabbitMQ.
+    """
 
     Channel = Channel
     driver_name = ALIAS
+    implements = filesystem.Transport.implements.extend(asynchronous=True)
+    #: Messages delivered per poll of the event loop at most, so that a full queue cannot hold the
+    #: loop (and its acks, its control commands, a Ctrl-C) for long; the QoS limits them anyway.
+    deliveries_per_poll = 10
     #: Declared exchanges and bindings per control folder. kombu keeps one state per process
     #: and skips writing a binding it remembers, so a second broker folder would miss it.
     states: ClassVar[dict[str, virtual.BrokerState]] = {}
@@ -242,8 +253,20 @@ class Transport(filesystem.Transport):
         super().__init__(client, **kwargs)
         self.state = self.states.setdefault(control_key(client.transport_options), virtual.BrokerState())
 
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        """Poll every queue consumed on this connection from the loop's timer (there is no file
+        descriptor to watch): the loop stays free between polls, and sees a shutdown at once."""
+        loop.call_repeatedly(self.polling_interval, self._poll, connection)
+
+    def _poll(self, connection: Any) -> None:
+        """Deliver what is ready now, without waiting (``drain_events`` with no time to wait)."""
+        for _ in range(self.deliveries_per_poll):
+            try:
+                self.drain_events(connection, timeout=0)
+            except TimeoutError:  # socket.timeout: nothing ready, or no room in the QoS
+                return
+
     @property
     def default_connection_params(self) -> dict[str, Any]:
         """No host to default to (kombu's ``localhost`` only earns a warning in every log)."""
         return {"port": self.default_port}
-

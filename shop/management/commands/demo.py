@@ -37,10 +37,11 @@ from shop.local import bootstrap
 from shop.local.processes import argv, commands
 from shop.local.supervision import RestartingManager
 from shop.management.commands.seed import DEMO_STAFF
-from shop.pipeline.events import QUEUES
 
-# A busy worker gets this long to finish its tasks after Ctrl-C (an idle one stops in about
-# 2 s); what is still running then is killed, and its unacknowledged messages are redelivered.
+# A busy worker gets this long to finish its tasks after Ctrl-C; what is still running then is
+# killed, and its unacknowledged messages are redelivered. An idle shop needs no kill: its
+# processes are gone about 2 s after Ctrl-C (an idle worker's pool processes take billiard's
+# second of grace), the whole demo, its database stopped, in about 2.5 s (tests/test_demo_console.py).
 KILL_WAIT = 8
 honcho.manager.KILL_WAIT = KILL_WAIT
 
@@ -95,8 +96,16 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--flower-port", type=int, default=5555)
         parser.add_argument("--no-example", action="store_true", help="do not place an example order at start")
+        parser.add_argument(
+            "--small",
+            action="store_true",
+            help="a small machine's arrangement: one web worker, one worker for payments, fraud, stock and the "
+            "orders join, one for shipping and emails (instead of a worker per queue)",
+        )
 
-    def handle(self, *args, fresh: bool, host: str, port: int, flower_port: int, no_example: bool, **options) -> None:
+    def handle(
+        self, *args, fresh: bool, host: str, port: int, flower_port: int, no_example: bool, small: bool = False, **options
+    ) -> None:
         state = bootstrap.STATE_DIR
         state.mkdir(parents=True, exist_ok=True)
         pid_file = state / "demo.pids"
@@ -117,18 +126,29 @@ class Command(BaseCommand):
         env.setdefault("SITE_URL", f"http://{host}:{port}")
         env.setdefault("ALLOWED_HOSTS", f"{host},localhost,127.0.0.1")
         env.setdefault("FRAUD_REVIEW_DEADLINE_SECONDS", "120")  # a review's expiry is seen within the demo
+        env.setdefault("FRAUD_VELOCITY_EXEMPT_DOMAINS", DEMO_EMAIL_DOMAIN)  # every test card, in a row
+        for name, value in DEMO_PACING.items():  # the stages light up one by one; FAULT_* set outside win
+            env.setdefault(name, value)
+        env.setdefault("SYNC_CHECKOUT_ENABLED", "1")  # POST /api/checkout/sync, to compare with /api/orders
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(bootstrap.fresh_metrics_dir(state / "metrics")))
         if os.geteuid() == 0:
             self.stdout.write(AS_ROOT)
             warnings = [env.get("PYTHONWARNINGS", ""), f"ignore:{CELERY_ROOT_WARNING}"]
             env["PYTHONWARNINGS"] = ",".join(w for w in warnings if w)  # said once above, not once per worker
         manager = DemoManager(pid_file)
         procs = commands(
-            host=host, port=port, flower_port=flower_port, beat_schedule=str(state / "celerybeat-schedule"), quiet=True
+            host=host,
+            port=port,
+            flower_port=flower_port,
+            beat_schedule=str(state / "celerybeat-schedule"),
+            quiet=True,
+            arrangement="small" if small else "default",
         )
         for name, command in procs.items():
             manager.add_process(name, resolve(command), env=env, cwd=str(settings.BASE_DIR))
         base = f"http://{host}:{port}"
-        threading.Thread(target=self.announce, args=(base, flower_port, host, not no_example), daemon=True).start()
+        nodes = [name.removeprefix("worker-") for name in procs if name.startswith("worker-")]
+        threading.Thread(target=self.announce, args=(base, flower_port, host, not no_example, nodes), daemon=True).start()
         try:
             manager.loop()
         finally:
@@ -155,7 +175,7 @@ class Command(BaseCommand):
 
         self.stdout.write("\n".join(embedded_places.where(bootstrap.pgdata_dir())))
 
-    def announce(self, base: str, flower_port: int, host: str, example: bool) -> None:
+    def announce(self, base: str, flower_port: int, host: str, example: bool, nodes: list[str]) -> None:
         """Once the web server answers, place an example order and print where to look; print it
         again once every process is ready, so that the URLs are the last lines on the screen."""
         if not wait_for(lambda: answers(f"{base}/api/products"), 60):
@@ -165,7 +185,7 @@ class Command(BaseCommand):
         flower = f"http://{host}:{flower_port}/"
         self.print_urls(base, flower, order_url)
         deadline = time.monotonic() + READY_WITHIN
-        while waiting := not_ready(flower, status_url):
+        while waiting := not_ready(flower, status_url, nodes):
             if time.monotonic() > deadline:
                 self.stderr.write(f"not ready after {READY_WITHIN:.0f} s: {', '.join(waiting)}")
                 return
@@ -181,6 +201,7 @@ class Command(BaseCommand):
             f"  example order  {order_url or '(none)'}",
             f"  API schema     {base}/api/docs",
             f"  admin          {base}/admin/   (user {user}, password {password})",
+            f"  operations     {base}/ops/   (the same staff login)",
             f"  Flower         {flower}   (same user and password)",
             "Press Ctrl-C to stop everything.",
             "",
@@ -190,6 +211,20 @@ class Command(BaseCommand):
 
 
 READY_WITHIN = 120.0
+# The demo's test addresses (the example order's, the checkout form's suggestion): the fraud
+# velocity rule ignores them in the demo (FRAUD_VELOCITY_EXEMPT_DOMAINS).
+DEMO_EMAIL_DOMAIN = "example.com"
+# The simulated outside world at a pace a viewer can follow (shop/pipeline/faults.py; each latency
+# is the middle of a range of +-50 %): payment 0.6-1.9 s per gateway call, fraud scoring 0.3-1 s,
+# a label 0.5-1.5 s, the carrier's scans 4 s and 10 s after the label. The tests and the bench
+# keep the fast defaults; any of these set in the environment, or in the admin, wins.
+DEMO_PACING = {
+    "FAULT_GATEWAY_LATENCY_MS": "1250",
+    "FAULT_FRAUD_LATENCY_MS": "650",
+    "FAULT_CARRIER_LABEL_MS": "1000",
+    "FAULT_CARRIER_TRANSIT_SECONDS": "4",
+    "FAULT_CARRIER_DELIVERY_SECONDS": "10",
+}
 
 
 def wait_for(predicate: Callable[[], bool], seconds: float, interval: float = 0.5) -> bool:
@@ -209,8 +244,8 @@ def answers(url: str) -> bool:
     return True
 
 
-def not_ready(flower: str, status_url: str) -> list[str]:
-    """What has not reported ready yet: a worker per queue answering a ping, Flower answering,
+def not_ready(flower: str, status_url: str, nodes: list[str]) -> list[str]:
+    """What has not reported ready yet: every worker node (``<node>@host``) answering a ping, Flower answering,
     and the example order settled (its pipeline's log lines come before the URLs, not after)."""
     from shop.celery import app
 
@@ -218,7 +253,7 @@ def not_ready(flower: str, status_url: str) -> list[str]:
         answering = {name.split("@")[0] for reply in app.control.ping(timeout=1.0) for name in reply}
     except Exception:  # the broker may still be starting: nobody answers yet
         answering = set()
-    missing = [f"worker-{queue}" for queue in QUEUES if queue not in answering]
+    missing = [f"worker-{node}" for node in nodes if node not in answering]
     if not answers(flower + "healthcheck"):
         missing.append("flower")
     if status_url and order_status(status_url) not in TERMINAL:
