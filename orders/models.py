@@ -118,3 +118,6 @@ class OrderLine(models.Model):
     @property
     def line_total(self):
         return self.unit_price * self.quantity
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.name} ({self.sku}) at {self.unit_price}"

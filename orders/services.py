@@ -128,7 +128,8 @@ def _save(order: Order) -> None:
     order.save()
 
 
-def _try_ready(order: Order) -> None:
+def _try_ready(order: Order) -> bool:
+    """Make the order ready once all three answers are in; saves it then (True)."""
     if order.status == OrderStatus.PLACED and can_proceed(order.make_ready):
         order.make_ready()
         _save(order)
@@ -138,6 +139,8 @@ def _try_ready(order: Order) -> None:
             payload=order_snapshot(order),
             message="Order is ready: authorised, screened, reserved; capturing the payment",
         )
+        return True
+    return False
 
 
 def _cancel(order: Order, reason: str, *, cause: str, detail: str = "") -> None:
@@ -163,8 +166,8 @@ def _mark(field: str) -> Callable[[Order, dict[str, Any]], None]:
         setattr(order, field, timezone.now())
         if field == "fraud_cleared_at" and order.status == OrderStatus.REVIEW:
             order.resume()
-        _save(order)
-        _try_ready(order)
+        if not _try_ready(order):  # one UPDATE of the order per answer, also for the one that completes it
+            _save(order)
 
     return step
 

@@ -1,6 +1,6 @@
 """A simulated carrier: labels with idempotency keys, and tracking that moves with time.
 
-A parcel goes in transit ``carrier_transit_seconds`` after its label and is
+Selling a label takes ``carrier_label_ms``. A parcel goes in transit ``carrier_transit_seconds`` after its label and is
 delivered ``carrier_delivery_seconds`` after it (fault switches, so the demo and
 the tests can run it fast or slow). The shop polls for updates, as many real
 carrier integrations do.
@@ -26,6 +26,7 @@ class Tracking:
 
 def create_label(*, key: str, address: dict) -> str:
     """Buy a label; the same key returns the same tracking number."""
+    faults.simulated_delay("carrier_label_ms")
     existing = CarrierParcel.objects.filter(idempotency_key=key).first()
     if existing:
         return existing.tracking_number

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from orders.models import Order, OrderStatus
 from orders.payments.models import GatewayTransaction
 from shipping.models import CarrierParcel, Shipment
 from shop.pipeline.models import DeadLetter, OutboxEvent, ProcessedMessage
+from shop.pipeline.outbox import emit
 from shop.proof import audit
 from shop.storefront.checkout import CheckoutRequest, place
 from tests import harness
@@ -131,6 +133,22 @@ def test_stock_not_conserved_and_holds_leaked(catalog):
     assert ("reservations-mismatch", "") in found  # two units held, none reserved
 
 
+def test_a_hold_whose_ending_event_is_still_queued_is_in_flight_not_leaked(catalog):
+    """In a backlog the carrier can deliver an order before the inventory queue gets to commit its
+    hold (FIFO behind the new orders' reservations): held, with its shipment.created not yet
+    processed by commit_stock, is in flight. Processed, or waiting past the deadline, it leaked."""
+    order = delivered_order()
+    StockHold.objects.filter(order_id=order.public_id).update(status=HoldStatus.HELD)
+    event = OutboxEvent.objects.create(kind="shipment.created", order_id=order.public_id, payload={}, published_at=timezone.now())
+    leaked = ("stock-hold-leaked", order.public_id)
+    assert leaked not in checks()
+    OutboxEvent.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    assert leaked in checks()  # waiting that long is no backlog the deadline allows
+    OutboxEvent.objects.filter(pk=event.pk).update(created_at=timezone.now())
+    ProcessedMessage.objects.create(message_id=event.event_id, handler="inventory.tasks.commit_stock")
+    assert leaked in checks()  # handled, and still held
+
+
 def test_stock_below_zero_is_refused_by_the_database(catalog):
     """The checker's 'negative-stock' can never fire: the CHECK constraint refuses the write."""
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -180,6 +198,7 @@ def settle() -> None:
     """Every event published a minute ago: the pipeline is quiet."""
     then = timezone.now() - timedelta(minutes=1)
     OutboxEvent.objects.update(created_at=then, published_at=then)
+    ProcessedMessage.objects.update(processed_at=then)
 
 
 def process_all(order: Order) -> None:
@@ -251,6 +270,12 @@ def test_the_quiet_rules_wait_for_a_quiet_pipeline(catalog):
     assert ("event-not-processed", order.public_id) not in {(f.check, f.order_id) for f in report.violations}
     assert report.stats["quiet"] == 0 and any(f.check == "pipeline-busy" for f in report.warnings)
     OutboxEvent.objects.filter(order_id=busy.public_id).update(published_at=timezone.now())  # published, within the grace
+    assert audit.run().stats["quiet"] == 0
+    settle()
+    assert audit.run().stats["quiet"] == 1
+    # A worker still working through a backlog of messages whose handlers write no event (stock
+    # commits, emails): nothing new in the outbox, but the records show it is not quiet.
+    ProcessedMessage.objects.create(message_id=uuid.uuid4(), handler="inventory.tasks.commit_stock")
     assert audit.run().stats["quiet"] == 0
 
 
@@ -342,6 +367,16 @@ def test_a_replay_that_never_finished(catalog):
     assert ("replay-unfinished", order.public_id) not in checks()
 
 
+def test_a_redrive_that_never_finished(catalog):
+    order = delivered_order()
+    with transaction.atomic():
+        row = emit("stage.redriven", order_id=order.public_id, payload={}, target_task="inventory.tasks.commit_stock")
+    settle()
+    assert ("redrive-unfinished", order.public_id) in checks()
+    ProcessedMessage.objects.create(message_id=row.event_id, handler="inventory.tasks.commit_stock")
+    assert ("redrive-unfinished", order.public_id) not in checks()
+
+
 def test_a_review_past_its_deadline(catalog):
     waiting = new_order(OrderStatus.REVIEW)
     FraudCheck.objects.create(order_id=waiting.public_id, email=waiting.email, amount=waiting.total, score=50,
@@ -352,3 +387,42 @@ def test_a_review_past_its_deadline(catalog):
     found = checks()
     assert ("review-past-deadline", late.public_id) in found
     assert ("review-past-deadline", waiting.public_id) not in found
+
+
+def test_every_rule_reads_one_snapshot_while_the_pipeline_moves_on(catalog, monkeypatch):
+    """Under load an order can move on between two of the checker's reads: its status read as
+    placed, then its capture (made since) read from the gateway's ledger, a violation that never
+    was. The checker reads every table in one repeatable-read snapshot."""
+    from django.db import connections
+
+    from shop.proof.audit.base import Context
+
+    order = new_order()
+    ledger(order, "authorize")
+    read_statuses = Context.statuses.func
+
+    moved = []
+
+    def statuses_then_the_pipeline_moves_on(ctx):
+        found = read_statuses(ctx)
+        if moved:
+            return found
+        moved.append(True)
+        other = connections.create_connection("default")  # another process's commit
+        try:
+            with other.cursor() as cur:
+                cur.execute("UPDATE orders_order SET status = 'ready' WHERE public_id = %s", [order.public_id])
+                cur.execute(
+                    "INSERT INTO payments_gatewaytransaction (idempotency_key, operation, reference, request_hash, amount,"
+                    " approved, authorization_id, decline_code, card_token, created_at)"
+                    " VALUES (%s, 'capture', %s, 'x', %s, true, '', '', '', now())",
+                    [uuid.uuid4().hex, order.public_id, order.total],
+                )
+        finally:
+            other.close()
+        return found
+
+    reader = functools.cached_property(statuses_then_the_pipeline_moves_on)
+    reader.__set_name__(Context, "statuses")
+    monkeypatch.setattr(Context, "statuses", reader)
+    assert ("captured-not-shipped", order.public_id) not in checks(quiet=False)

@@ -91,7 +91,10 @@ def test_a_declined_capture_cancels_the_order_before_any_parcel_exists(pipeline,
     assert pipeline.wait_terminal([order["id"]], timeout=90) == {order["id"]: "cancelled"}
     pipeline.wait_quiet()
     assert_cancelled_without_a_parcel(order["id"], "capture declined", "SKU-2", 5)
-    assert not DeadLetter.objects.exists()
+    # This order's: the shared broker may still hand back a message an earlier test's stopped
+    # worker held (the embedded broker parks it after its delivery limit), with an order of its own.
+    mine = DeadLetter.objects.filter(order_id=order["id"])
+    assert not mine.exists(), list(DeadLetter.objects.values("task", "order_id", "error", "attempts"))
 
 
 @pytest.mark.pipeline

@@ -258,3 +258,31 @@ def test_a_database_outage_on_the_last_attempt_is_retried_not_parked(catalog, sw
     assert not DeadLetter.objects.filter(order_id=order.public_id).exists()
     assert Payment.objects.get(order_id=order.public_id).status == "failed"
     assert OutboxEvent.objects.filter(order_id=order.public_id, kind="payment.failed").count() == 1
+
+
+def test_the_retries_of_a_step_outlast_a_one_minute_gateway_outage(catalog, switches, monkeypatch):
+    """Found by the bench's outage scenario: with Celery's full jitter every wait may be zero,
+    and 13% of the authorisations caught by a 60 s outage ran out of retries inside it, so
+    their orders were cancelled. Each wait is now at least half its step: with the default
+    budget (8 retries, steps capped at 60 s) a step keeps trying for more than 91 s."""
+    from shop.pipeline.task import PipelineTask
+
+    monkeypatch.setattr(authorize_payment, "max_retries", 8)
+    monkeypatch.setattr(authorize_payment, "retry_backoff_max", 60)
+    waits: list[float] = []
+    real_retry = PipelineTask.retry
+
+    def recorded(self, *args, countdown=None, **kwargs):
+        waits.append(countdown)
+        return real_retry(self, *args, countdown=countdown, **kwargs)
+
+    monkeypatch.setattr(PipelineTask, "retry", recorded)
+    faults.set_switch("gateway_failure_rate", "1")
+    for _ in range(3):
+        waits.clear()
+        order = new_order()
+        assert authorize_payment.apply(kwargs=authorise_message(order)).successful()
+        assert len(waits) == 8, waits  # then the last attempt gives up: the order is cancelled
+        steps = [min(60, 2**n) for n in range(8)]
+        assert all(wait >= step / 2 for wait, step in zip(waits, steps, strict=False)), waits
+        assert sum(waits) >= 91, waits

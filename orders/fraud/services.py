@@ -29,6 +29,9 @@ REVIEW_EXPIRED_REASON = "fraud review not completed in time"
 
 
 def fraud_screen(*, event_id: str, order_id: str, payload: dict[str, Any], handler: str) -> None:
+    """Score the order once and emit the decision; the scoring's pace is the ``fraud_latency_ms``
+    switch (outside the transaction, as a call to a scoring service would be)."""
+    faults.simulated_delay("fraud_latency_ms")
     with transaction.atomic():
         if not claim_message(event_id, handler) or FraudCheck.objects.filter(order_id=order_id).exists():
             return

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -95,9 +94,7 @@ def tokenize(number: str) -> CardToken:
 
 
 def _network() -> None:
-    latency = faults.get_float("gateway_latency_ms") / 1000
-    if latency > 0:
-        time.sleep(latency * random.uniform(0.5, 1.5))
+    faults.simulated_delay("gateway_latency_ms")
     if random.random() < faults.get_float("gateway_failure_rate"):
         raise GatewayUnavailable("gateway answered 503 Service Unavailable")
 

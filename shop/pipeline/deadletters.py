@@ -64,12 +64,14 @@ def park(
         return None
 
 
-def replay(letter_id: int) -> bool:
+def replay(letter_id: int, *, staff: str = "") -> bool:
     """Publish the parked message again, through the outbox, with its original message id.
 
     The processed-message record makes this safe: a handler that did in fact
     finish will not act twice. A letter the relay left gives its outbox row back to the relay.
+    ``staff`` is the name the order's timeline records for the replay.
     """
+    who = staff or "Staff"
     with transaction.atomic():
         letter = DeadLetter.objects.select_for_update().get(pk=letter_id)
         if letter.status != DeadLetter.Status.PARKED:
@@ -78,19 +80,19 @@ def replay(letter_id: int) -> bool:
         letter.replayed_at = timezone.now()
         letter.save(update_fields=["status", "replayed_at"])
         if letter.task == RELAY_STEP:
-            _retry_outbox_row(letter)
+            _retry_outbox_row(letter, who)
             return True
         emit(
             "message.replayed",
             order_id=letter.order_id,
-            payload={"kwargs": letter.kwargs, "dead_letter": letter.pk},
-            message=f"Staff replayed {letter.task.rsplit('.', 1)[-1]}",
+            payload={"kwargs": letter.kwargs, "dead_letter": letter.pk, "staff": staff},
+            message=f"{who} replayed {letter.task.rsplit('.', 1)[-1]}",
             target_task=letter.task,
         )
     return True
 
 
-def _retry_outbox_row(letter: DeadLetter) -> None:
+def _retry_outbox_row(letter: DeadLetter, who: str) -> None:
     """Un-park the outbox row: due at once, with a fresh count of attempts."""
     OutboxEvent.objects.filter(pk=letter.kwargs.get("outbox_id"), published_at__isnull=True).update(
         parked_at=None, publish_attempts=0, next_attempt_at=timezone.now(), claimed_by="", claimed_until=None
@@ -98,8 +100,8 @@ def _retry_outbox_row(letter: DeadLetter) -> None:
     emit(
         "message.replayed",
         order_id=letter.order_id,
-        payload={"outbox_id": letter.kwargs.get("outbox_id"), "dead_letter": letter.pk},
-        message=f"Staff retried publishing {letter.kwargs.get('kind', 'an event')}",
+        payload={"outbox_id": letter.kwargs.get("outbox_id"), "dead_letter": letter.pk, "staff": who},
+        message=f"{who} retried publishing {letter.kwargs.get('kind', 'an event')}",
     )
 
 

@@ -69,6 +69,7 @@ TIMELINE_ONLY: frozenset[str] = frozenset(
         "email.sent",
         "fraud.decided",
         "message.replayed",
+        "stage.redriven",  # a staff re-drive: the timeline entry, and the message to one task
     }
 )
 

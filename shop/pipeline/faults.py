@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 import time
 
 SWITCHES: dict[str, str] = {
     "gateway_latency_ms": "Milliseconds the payment gateway takes per call",
     "gateway_failure_rate": "Share of gateway calls that fail with 503 before doing anything (0..1)",
     "gateway_timeout_rate": "Share of gateway calls that time out after doing the work (0..1)",
+    "fraud_latency_ms": "Milliseconds fraud screening takes per order (a scoring service's answer)",
+    "carrier_label_ms": "Milliseconds the carrier takes to sell a label",
     "carrier_transit_seconds": "Seconds from label to in transit",
     "carrier_delivery_seconds": "Seconds from label to delivered",
     "fraud_review_rate": "Share of orders sent to manual fraud review (0..1)",
@@ -32,6 +35,8 @@ SWITCHES: dict[str, str] = {
 
 DEFAULTS: dict[str, str] = {
     "gateway_latency_ms": "50",
+    "fraud_latency_ms": "0",
+    "carrier_label_ms": "0",
     "carrier_transit_seconds": "3",
     "carrier_delivery_seconds": "6",
 }
@@ -85,6 +90,17 @@ def get_float(name: str) -> float:
         return 0.0
 
 
+def simulated_delay(name: str) -> None:
+    """Sleep for a latency switch's milliseconds, give or take half: the outside world's pace.
+
+    The same shape for every simulated service (gateway, fraud scoring, carrier labels), so the
+    demo can slow them to a pace a viewer can follow while the tests keep them near zero.
+    """
+    latency = get_float(name) / 1000
+    if latency > 0:
+        time.sleep(latency * random.uniform(0.5, 1.5))
+
+
 def enabled(name: str) -> bool:
     return get(name).strip().lower() in {"1", "true", "yes", "on"}
 
@@ -124,3 +140,14 @@ def maybe_crash(order_id: str, where: str) -> None:
         if first:
             _log.error("fault: order %s crashes %s once", order_id, where)
             os._exit(9)
+
+
+def describe() -> list[dict[str, str]]:
+    """Every known switch with its meaning, its default (the ``FAULT_<NAME>`` variable, else the
+    built-in one; empty means off) and the value in force now, for the admin's list."""
+    overrides = _overrides() if active() else {}
+    rows = []
+    for name, meaning in SWITCHES.items():
+        default = os.environ.get(f"FAULT_{name.upper()}", DEFAULTS.get(name, "")) if active() else DEFAULTS.get(name, "")
+        rows.append({"name": name, "meaning": meaning, "default": default, "current": get(name), "overridden": name in overrides})
+    return rows

@@ -47,6 +47,8 @@ class OutboxEvent(models.Model):
                 name="outbox_due",
                 condition=models.Q(published_at__isnull=True, parked_at__isnull=True),
             ),
+            # The parked rows, few, counted every second by the backlog figures (shop/pipeline/backlog.py).
+            models.Index(fields=["parked_at"], name="outbox_parked", condition=models.Q(parked_at__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -108,9 +110,42 @@ class FaultSetting(models.Model):
     value = models.CharField(max_length=200)
     updated_at = models.DateTimeField(auto_now=True)
 
-
     class Meta:
         db_table = "shop_faultsetting"  # kept from the ``shop`` app, which owned it first
 
     def __str__(self) -> str:
         return f"{self.name}={self.value}"
+
+
+class RelayHeartbeat(models.Model):
+    """A relay's sign of life, written every few seconds by the relay itself
+    (``shop/pipeline/heartbeat.py``): the operations page tells a relay that is alive from one
+    that stopped or hangs, which the outbox's backlog alone cannot (it is also 0 when idle)."""
+
+    relay_id = models.CharField(max_length=120, unique=True)  # host:pid
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+    published = models.PositiveBigIntegerField(default=0)  # rows published since it started
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"relay {self.relay_id}"
+
+
+class QueuePause(models.Model):
+    """A stage held by staff (``shop/pipeline/consumers.py``): who paused which queue, when, on
+    which workers, and who resumed it. Open until resumed; the operations page says who holds a
+    paused stage and since when, which the broker's consumer count alone cannot."""
+
+    queue = models.CharField(max_length=64, db_index=True)
+    paused_by = models.CharField(max_length=150)
+    paused_at = models.DateTimeField(auto_now_add=True)
+    workers = models.CharField(max_length=500)  # the workers that answered the pause
+    resumed_by = models.CharField(max_length=150, blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.queue} paused by {self.paused_by}"

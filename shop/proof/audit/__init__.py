@@ -15,6 +15,7 @@ skipped them says so (a ``pipeline-busy`` warning, ``stats["quiet"] == 0``).
 
 from __future__ import annotations
 
+from django.db import connection, transaction
 from django.utils import timezone
 
 from orders.models import OrderStatus
@@ -43,6 +44,7 @@ ALWAYS: tuple[Rule, ...] = (
 WHEN_QUIET: tuple[Rule, ...] = (
     messages.unprocessed_events,
     messages.unfinished_replays,
+    messages.unfinished_redrives,
     emails.emails_missing,
     carrier.parcels_for_ended_orders,
     stock.stock_follows_parcels,
@@ -58,7 +60,26 @@ def run(
     quiet: bool | None = None,
 ) -> Report:
     """Check every invariant. ``quiet=None`` looks whether the pipeline is quiet; True or
-    False says so (a caller that stopped every process, or one that knows it is busy)."""
+    False says so (a caller that stopped every process, or one that knows it is busy).
+
+    Every table is read in one repeatable-read snapshot: while the pipeline runs, an order
+    read as placed could otherwise show, a read later, the capture it got in between. (Inside a
+    caller's transaction, such as a test's, its isolation level is the caller's.)"""
+    if connection.in_atomic_block:
+        return _run(deadline_seconds, expected_orders, allowed_dead_letters, grace_seconds, quiet)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return _run(deadline_seconds, expected_orders, allowed_dead_letters, grace_seconds, quiet)
+
+
+def _run(
+    deadline_seconds: float,
+    expected_orders: list[str] | None,
+    allowed_dead_letters: int,
+    grace_seconds: float,
+    quiet: bool | None,
+) -> Report:
     now = timezone.now()
     ctx = Context(
         now=now,

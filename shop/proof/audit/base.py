@@ -97,14 +97,18 @@ def rows(sql: str, params: list | None = None) -> list[tuple]:
 
 
 def pipeline_quiet(now: datetime, grace_seconds: float) -> bool:
-    """No event waits for the relay (unpublished or claimed), and none was written or
-    published within the grace period: what was published has had time to be processed.
-    The rules that compare one step's records with another's run only then."""
-    from shop.pipeline.models import OutboxEvent
+    """No event waits for the relay (unpublished or claimed), none was written or published
+    within the grace period, and no handler finished a message within it: nothing is moving.
+    The last matters in a backlog, where workers can spend minutes on messages whose handlers
+    write no event (stock commits, emails). The rules that compare one step's records with
+    another's run only then."""
+    from shop.pipeline.models import OutboxEvent, ProcessedMessage
 
     recent = now - timedelta(seconds=grace_seconds)
     if OutboxEvent.objects.filter(published_at__isnull=True, parked_at__isnull=True).exists():
         return False
-    return not OutboxEvent.objects.filter(published_at__gte=recent).exists() and not (
-        OutboxEvent.objects.filter(created_at__gte=recent).exists()
+    return not (
+        OutboxEvent.objects.filter(published_at__gte=recent).exists()
+        or OutboxEvent.objects.filter(created_at__gte=recent).exists()
+        or ProcessedMessage.objects.filter(processed_at__gte=recent).exists()
     )

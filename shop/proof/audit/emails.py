@@ -49,9 +49,7 @@ def emails_missing(ctx: Context, report: Report) -> None:
     delivered = set(MailboxMessage.objects.values_list("order_id", "kind"))
     claimed = {(oid, kind): status for oid, kind, status in SentEmail.objects.values_list("order_id", "kind", "status")}
     parked = set(
-        DeadLetter.objects.filter(task=EMAIL_TASK)
-        .exclude(status=DeadLetter.Status.REPLAYED)
-        .values_list("order_id", flat=True)
+        DeadLetter.objects.filter(task=EMAIL_TASK).exclude(status=DeadLetter.Status.REPLAYED).values_list("order_id", flat=True)
     )
     for order_id, kind in sorted(expected):
         status = claimed.get((order_id, kind))

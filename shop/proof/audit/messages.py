@@ -1,5 +1,5 @@
 """Messages: the outbox drains, every event reaches every subscriber, dead letters are few
-and accounted for, and a replay finishes.
+and accounted for, and a replay or a staff re-drive finishes.
 
 Tables: shop_outboxevent, shop_processedmessage (the idempotent consumers' records),
 shop_deadletter, and the pipeline map (shop/pipeline/events.py).
@@ -74,3 +74,18 @@ def _replay_done(letter: DeadLetter) -> bool:
     except ValueError:
         return False  # no event id: nothing could have recorded it as processed
     return ProcessedMessage.objects.filter(message_id=message_id, handler=handler_of(letter.task)).exists()
+
+
+def unfinished_redrives(ctx: Context, report: Report) -> None:
+    """Quiet only. A staff re-drive (``stage.redriven`` sent to its task) was processed by that
+    task under its new message id, or failed and was parked (``shop/pipeline/redrive.py``)."""
+    sql = f"""
+        SELECT e.order_id, e.event_id, e.target_task
+          FROM {OutboxEvent._meta.db_table} e
+         WHERE e.kind = 'stage.redriven' AND e.target_task <> '' AND e.published_at IS NOT NULL
+           AND e.published_at < %s
+         ORDER BY e.id"""
+    for order_id, event_id, task in rows(sql, [ctx.settled]):
+        processed = ProcessedMessage.objects.filter(message_id=event_id, handler=handler_of(task)).exists()
+        if not processed and not DeadLetter.objects.filter(message_id=str(event_id), task=task).exists():
+            report.bad("redrive-unfinished", order_id, f"{task} re-driven as {event_id}, never finished")

@@ -28,9 +28,7 @@ def carrier_parcels() -> list[Parcel]:
 
     ledger = list(CarrierParcel.objects.values_list("idempotency_key", "tracking_number"))
     tracked = {t.tracking_number: t.status for t in carrier.track([number for _, number in ledger])}
-    heard_delivered = set(
-        Shipment.objects.filter(status=ShipmentStatus.DELIVERED).values_list("tracking_number", flat=True)
-    )
+    heard_delivered = set(Shipment.objects.filter(status=ShipmentStatus.DELIVERED).values_list("tracking_number", flat=True))
     parcels = []
     for key, number in ledger:
         status = tracked.get(number, "unknown")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from inventory.models import HoldStatus, StockHold, StockItem
 from orders.models import OrderLine, OrderStatus
+from shop.pipeline.models import OutboxEvent, ProcessedMessage
 from shop.proof.audit.base import Context, Report, rows
 
 
@@ -64,10 +65,41 @@ def holds_as_ordered(ctx: Context, report: Report) -> None:
             report.bad("hold-not-as-ordered", order_id, f"holds {lines}, the order has {ordered.get(order_id, {})}")
 
 
+# The event whose handler ends a finished order's hold: commit_stock on shipment.created for a
+# delivered order, release_stock on order.cancelled for a cancelled one (shop/pipeline/events.py).
+ENDS_HOLD: dict[str, tuple[str, str]] = {
+    OrderStatus.DELIVERED: ("shipment.created", "inventory.tasks.commit_stock"),
+    OrderStatus.CANCELLED: ("order.cancelled", "inventory.tasks.release_stock"),
+}
+
+
 def holds_leaked(ctx: Context, report: Report) -> None:
-    for order_id in StockHold.objects.filter(status=HoldStatus.HELD).values_list("order_id", flat=True):
-        status = ctx.statuses.get(order_id)
-        if status in (OrderStatus.CANCELLED, OrderStatus.DELIVERED):
+    """A delivered or cancelled order whose stock is still held, once the event that ends the hold
+    was handled, or has waited past the deadline, or never was written. Before that the hold is
+    in flight: in a backlog the carrier can deliver an order while its commit still waits in the
+    inventory queue, behind the reservations of the orders placed since (one FIFO queue)."""
+    finished = {
+        order_id: status
+        for order_id in StockHold.objects.filter(status=HoldStatus.HELD).values_list("order_id", flat=True)
+        if (status := ctx.statuses.get(order_id)) in ENDS_HOLD
+    }
+    kinds = [kind for kind, _ in ENDS_HOLD.values()]
+    events = {
+        (order_id, kind): (str(event_id), created_at)
+        for order_id, kind, event_id, created_at in OutboxEvent.objects.filter(
+            order_id__in=list(finished), kind__in=kinds, target_task=""
+        ).values_list("order_id", "kind", "event_id", "created_at")
+    }
+    handled = {
+        (str(m), h)
+        for m, h in ProcessedMessage.objects.filter(
+            message_id__in=[e for e, _ in events.values()], handler__in=[h for _, h in ENDS_HOLD.values()]
+        ).values_list("message_id", "handler")
+    }
+    for order_id, status in finished.items():
+        kind, handler = ENDS_HOLD[status]
+        event = events.get((order_id, kind))
+        if event is None or (event[0], handler) in handled or event[1] < ctx.stale:
             report.bad("stock-hold-leaked", order_id, f"stock still held for a {status} order")
 
 

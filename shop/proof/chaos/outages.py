@@ -104,6 +104,12 @@ def own_vhost(name: str) -> str:
     return f"{url.split('//', 1)[0]}//{base}/{quote(name, safe='')}"
 
 
+def delete_vhost(name: str) -> None:
+    """Remove a virtual host made by :func:`own_vhost`, with its queues and messages."""
+    if name in _rabbitmqctl("list_vhosts", "-q").split():
+        _rabbitmqctl("delete_vhost", name)
+
+
 @contextlib.contextmanager
 def short_consumer_timeout(ms: int = 5000) -> Iterator[None]:
     """RabbitMQ's consumer timeout, shortened for channels opened meanwhile, then put back.

@@ -205,7 +205,7 @@ def run(
     nemesis = Nemesis(sup, summary, rng, kinds, interval)
     try:
         sup.start()
-        _wait_http(f"http://127.0.0.1:{port}/api/products", 60)
+        wait_http(f"http://127.0.0.1:{port}/api/products", 60)
         nemesis.thread.start()
         Load(f"http://127.0.0.1:{port}", summary, skus, random.Random(seed + 1)).run(orders, rate)
         # Every kind at least once, even when the load finished first.
@@ -254,7 +254,8 @@ def _status_counts(placed: list[str]) -> Any:
     return Order.objects.filter(public_id__in=placed).values_list("status").annotate(n=Count("id")).order_by()
 
 
-def _wait_http(url: str, timeout: float) -> None:
+def wait_http(url: str, timeout: float) -> None:
+    """Until ``url`` answers 200 (a web server that has come up), or RuntimeError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
