@@ -24,6 +24,7 @@ def checkout(page, live_server, card: str) -> None:
     page.goto(live_server.url + "/")
     page.get_by_role("listitem").filter(has_text="Product 2").get_by_role("button", name="Add to cart").click()
     page.get_by_role("link", name="Cart (1)").click()
+    page.get_by_role("link", name="Check out").click()
     page.fill("#id_email", "ada@example.com")
     page.fill("#id_name", "Ada Lovelace")
     page.fill("#id_line1", "12 Analytical St")
@@ -52,11 +53,26 @@ def test_an_order_placed_in_the_browser_is_delivered_live(page, live_server, pip
     assert Order.objects.get(public_id=public_id).status == "delivered"
 
 
-def test_a_declined_card_shows_the_cancellation(page, live_server, pipeline):
+def test_a_declined_card_shows_the_cancellation_and_another_card_delivers(page, live_server, pipeline):
     checkout(page, live_server, "4000 0000 0000 0002")
 
     page.locator("#status", has_text="cancelled").wait_for(timeout=30_000)
     assert "card was declined" in page.locator("#reason").inner_text()
+    assert page.locator("#headline").inner_text() == "Cancelled: your card was declined. Nothing was charged."
+    assert "confirmed" not in page.locator("#live").inner_text()
+    declined = page.url.rsplit("/", 1)[1]
+
+    page.get_by_role("button", name="Try again with another card").click()
+    page.wait_for_url("**/checkout")
+    assert page.input_value("#id_email") == "ada@example.com"  # the same address, the same lines
+    page.get_by_role("button", name="4242 4242 4242 4242").click()
+    page.get_by_role("button", name="Place order").click()
+    page.wait_for_url("**/orders/*")
+    page.locator("#status", has_text="delivered").wait_for(timeout=30_000)
+    retried = page.url.rsplit("/", 1)[1]
+    assert retried != declined
+    assert Order.objects.get(public_id=declined).status == "cancelled"
+    assert [(li.sku, li.quantity) for li in Order.objects.get(public_id=retried).lines.all()] == [("SKU-2", 1)]
 
 
 def test_a_bad_card_number_is_a_form_error_and_no_order(page, live_server, catalog):

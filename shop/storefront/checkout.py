@@ -96,7 +96,7 @@ def clean_lines(items: list[dict[str, Any]]) -> list[LineRequest]:
         elif not 1 <= quantity <= MAX_QUANTITY:
             errors[f"items.{i}.quantity"] = f"quantity must be between 1 and {MAX_QUANTITY}"
         elif stock.get(sku, 0) < quantity:
-            errors[f"items.{i}.quantity"] = f"only {stock.get(sku, 0)} of {sku} left"
+            errors[f"items.{i}.quantity"] = f"only {stock.get(sku, 0)} of {product.name} left"
         else:
             lines.append(LineRequest(sku, product.name, product.price, quantity))
     if errors:

@@ -12,9 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
+
 from orders.models import Order, OrderStatus
+from orders.payments.selectors import authorization_attempts
 from orders.reasons import CANCEL_REASONS, DEFAULT_CANCEL_REASON
 from shop.pipeline.models import OutboxEvent
+from shop.storefront.journey import Journey, Progress, order_journey
 
 # Kind -> customer sentence, or None for steps that concern only staff.
 # ``{tracking_number}`` is the only payload field a sentence may use.
@@ -47,9 +51,9 @@ CUSTOMER_TEXT: dict[str, str | None] = {
     "email.sent": "We sent you an email.",
     "order.flagged": None,  # a dead letter: internal
     "message.replayed": None,
+    "stage.redriven": None,  # a staff action: internal
 }
 SAFE_FIELDS = ("tracking_number",)
-
 
 
 @dataclass(frozen=True)
@@ -97,11 +101,18 @@ def customer_reason(events: list[OutboxEvent]) -> str | None:
 class CustomerOrderView:
     reason: str | None
     timeline: list[CustomerEntry]
+    journey: Journey
 
 
 def customer_order_view(order: Order, events: list[OutboxEvent]) -> CustomerOrderView:
-    """What the order page and the public API show: the customer reason and timeline."""
+    """What the order page and the public API show: the customer reason, timeline and journey."""
     reason = None
     if order.status == OrderStatus.CANCELLED:
         reason = customer_reason(events) or DEFAULT_CANCEL_REASON
-    return CustomerOrderView(reason=reason, timeline=customer_timeline(events))
+    progress = Progress(
+        payment_attempts=authorization_attempts(order.public_id),
+        max_attempts=settings.PIPELINE_MAX_RETRIES + 1,
+        review_seconds=settings.FRAUD_REVIEW_DEADLINE_SECONDS,
+    )
+    journey = order_journey(str(order.status), events, progress, reason)
+    return CustomerOrderView(reason=reason, timeline=customer_timeline(events), journey=journey)

@@ -9,6 +9,7 @@ from django.db import transaction
 from inventory.models import StockItem
 from inventory.services import stock_receive
 from shop.storefront.models import Product
+from shop.storefront.pictures import picture_path
 
 ADJECTIVES = ["Analytical", "Brass", "Copper", "Difference", "Engine", "Falcon", "Gilded", "Harmonic"]
 NOUNS = ["Notebook", "Mug", "Lamp", "Scarf", "Compass", "Kettle"]
@@ -39,6 +40,7 @@ class Command(BaseCommand):
                             "name": f"{adjective} {noun}",
                             "description": f"A fine {noun.lower()}, {adjective.lower()} edition.",
                             "price": price,
+                            "image": picture_path(noun.lower()),
                         },
                     )
                     if new or not StockItem.objects.filter(sku=sku).exists():
