@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bench.scenarios.base import Run
+from bench.scenarios.soak import soak_rate
 from shop.management.commands.bench import scenario_names
 
 
@@ -10,3 +12,9 @@ def test_several_scenarios_run_in_the_benchs_order_after_the_ceilings() -> None:
     assert scenario_names({"checkout"}, ceiling=False) == ["checkout"]
     assert scenario_names({"ceiling"}) == ["ceiling"]
     assert scenario_names({"all"})[0] == "ceiling" and "soak" in scenario_names({"all"})
+
+
+def test_the_soak_runs_at_the_rate_asked_or_below_what_saturate_sustained() -> None:
+    assert soak_rate(Run(soak_rate=8.0, found={"saturate": {"overall": 30.0}})) == 8.0
+    assert soak_rate(Run(found={"saturate": {"overall": 10.0}})) == 8.0
+    assert soak_rate(Run()) == 5.0

@@ -60,6 +60,7 @@ class Run:
     found: dict[str, dict[str, Any]] = field(default_factory=dict)  # scenario -> its data, for later ones
     seq: int = 0
     soak_orders: int | None = None  # the soak's order count (default 10,000; a few dozen when quick)
+    soak_rate: float | None = None  # orders/s of the soak (default 0.8x saturate's overall rate, or 5)
     arrangement: str = "default"  # the process arrangement of shop/local/processes.py
 
     def seconds(self, full: float, quick: float) -> float:

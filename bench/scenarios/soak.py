@@ -21,9 +21,15 @@ def totals(memory: list[dict[str, Any]], key: str) -> list[float]:
     return [sum(role[key] or 0 for role in row["roles"].values()) for row in memory]
 
 
-def run(ctx: Run, orders: int | None = None, rate: float | None = None) -> Result:
+def soak_rate(ctx: Run) -> float:
+    """``--soak-rate``, else 0.8x the overall completion rate saturate measured in this run (a
+    soak above what the pipeline sustains measures a growing backlog, not the processes), else 5."""
     sustained = (ctx.found.get("saturate") or {}).get("overall")
-    rate = rate or (round(min(0.8 * sustained, 50.0), 1) if sustained else DEFAULT_RATE)
+    return ctx.soak_rate or (round(min(0.8 * sustained, 50.0), 1) if sustained else DEFAULT_RATE)
+
+
+def run(ctx: Run, orders: int | None = None, rate: float | None = None) -> Result:
+    rate = rate or soak_rate(ctx)
     orders = orders or ctx.soak_orders or ctx.count(ORDERS, 40)
     result = Result("soak", settings={"orders": orders, "rate": rate})
     with ctx.shop("soak") as shop:

@@ -45,6 +45,9 @@ class Command(BaseCommand):
         parser.add_argument("--out", type=Path, default=Path("bench/results"), help="folder for the JSON and PNG files")
         parser.add_argument("--no-ceiling", action="store_true", help="skip measuring the ceilings before a single scenario")
         parser.add_argument("--soak-orders", type=int, help="orders of the soak scenario (default 10,000)")
+        parser.add_argument(
+            "--soak-rate", type=float, help="orders/s of the soak (default 0.8x the overall rate saturate measured, or 5)"
+        )
         parser.add_argument("--keep", action="store_true", help="keep each scenario's database and process logs")
         parser.add_argument(
             "--arrangement",
@@ -63,6 +66,7 @@ class Command(BaseCommand):
         no_ceiling: bool,
         keep: bool,
         soak_orders: int | None,
+        soak_rate: float | None = None,
         arrangement: str = "default",
         **options,
     ) -> None:
@@ -72,7 +76,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # unwind: stop processes, drop databases
         for noisy in ("httpx", "httpcore", "shop.chaos"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        run = Run(quick=quick, url=url, keep=keep, out_dir=out, soak_orders=soak_orders, arrangement=arrangement)
+        run = Run(
+            quick=quick, url=url, keep=keep, out_dir=out, soak_orders=soak_orders, soak_rate=soak_rate, arrangement=arrangement
+        )
         names = scenario_names(asked, ceiling=not no_ceiling)
         started, results = time.monotonic(), []
         info = report.machine(settings.CELERY_BROKER_URL)
