@@ -38,6 +38,9 @@ def stage_workers(without_shared_pipeline: None, catalog: dict[str, int], tmp_pa
         yield procs
     finally:
         procs.stop()
+        from shop.celery import app
+
+        app.control.purge()  # what a failed test left waiting (a paused queue's mail): later tests count the queues
 
 
 def waiting(queue: str) -> int:
