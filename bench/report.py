@@ -93,13 +93,18 @@ def table(results: list[Result], ceilings: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def command_line(argv: list[str]) -> str:
+    """The command that made the file, as a reader would type it again (``argv[0]`` is manage.py)."""
+    return " ".join(["python", "manage.py", *argv[1:]]) if len(argv) > 1 else ""
+
+
 def write(
     results: list[Result], ceilings: dict[str, dict[str, Any]], info: dict[str, Any], path: Path, options: dict[str, Any]
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "manage.py", *sys.argv[2:]]) if len(sys.argv) > 1 else "",
+        "command": command_line(sys.argv),
         "machine": info,
         "options": options,
         "ceilings": ceilings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.report import command_line
 from bench.scenarios.base import Run
 from bench.scenarios.soak import soak_rate
 from shop.management.commands.bench import scenario_names
@@ -18,3 +19,8 @@ def test_the_soak_runs_at_the_rate_asked_or_below_what_saturate_sustained() -> N
     assert soak_rate(Run(soak_rate=8.0, found={"saturate": {"overall": 30.0}})) == 8.0
     assert soak_rate(Run(found={"saturate": {"overall": 10.0}})) == 8.0
     assert soak_rate(Run()) == 5.0
+
+
+def test_the_results_name_the_command_that_made_them() -> None:
+    argv = ["/work/manage.py", "bench", "soak", "--soak-orders", "10000"]
+    assert command_line(argv) == "python manage.py bench soak --soak-orders 10000"
