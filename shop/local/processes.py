@@ -24,7 +24,7 @@ WEB_THREADS = 16
 # for its whole life but no database connection (it borrows one per read), so granian runs this
 # many threads more and the storefront answers the stream past it 503 (the page polls): streams
 # can never take the WEB_THREADS that checkouts need. Equal to shop.storefront.stream.MAX_OPEN.
-WEB_STREAMS = 32
+WEB_STREAMS = 64
 # Django's psycopg pool in each web worker: at most this many connections (DATABASE_POOL_MAX).
 WEB_POOL_MAX = 8
 WORKER_CONCURRENCY = 2

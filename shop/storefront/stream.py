@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 POSITION = re.compile(r"(\d{1,18})-(\d{1,9})-(\d{1,9})")
 # Streams per web process unless STREAM_MAX_OPEN says otherwise: the threads granian runs beyond
 # those kept for requests (``WEB_STREAMS`` in shop/local/processes.py; a test keeps them equal).
-MAX_OPEN = 32
+MAX_OPEN = 64
 
 
 @dataclass(frozen=True)
