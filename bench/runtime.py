@@ -72,6 +72,7 @@ class BenchShop:
     log_dir: Path | None = None
     skus: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    previous_database: str = ""
 
     def __post_init__(self) -> None:
         self.external = self.url is not None
@@ -81,6 +82,7 @@ class BenchShop:
             self.broker_url = settings.CELERY_BROKER_URL
             self.skus = seed_catalog()
             return self
+        self.previous_database = settings.DATABASES["default"]["NAME"]  # pointed back at it by stop()
         use_fresh_database(self.name)
         self.skus = seed_catalog()
         self.log_dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
@@ -166,8 +168,10 @@ class BenchShop:
         if is_rabbitmq(self.broker_url) and self.broker_url != settings.CELERY_BROKER_URL:
             with contextlib.suppress(Exception):
                 delete_vhost(self.name)
-        if not self.keep:
-            drop_database(self.name)
+        if self.keep:
+            point_django_at(self.previous_database)
+        else:
+            drop_database(self.name, back_to=self.previous_database)
             if self.log_dir is not None:
                 shutil.rmtree(self.log_dir, ignore_errors=True)
 
@@ -194,8 +198,10 @@ def seed_catalog() -> list[str]:
     return skus
 
 
-def drop_database(name: str) -> None:
-    """Drop the run's database; Django is pointed back at the one it was configured with."""
+def drop_database(name: str, *, back_to: str) -> None:
+    """Drop the run's database and point Django back at ``back_to``, the database it used when
+    the run began. Never a name read at import: under pytest that is the configured database,
+    not the test database, and the tests after would use it and the session would drop it."""
     import psycopg
     from psycopg import sql
 
@@ -204,9 +210,11 @@ def drop_database(name: str) -> None:
     params = {"host": db.get("HOST") or None, "port": db.get("PORT") or None, "user": db.get("USER") or None}
     with psycopg.connect(dbname="postgres", password=db.get("PASSWORD") or None, autocommit=True, **params) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    original = ORIGINAL_DB_NAME
-    db["NAME"] = original
-    settings.DATABASES["default"]["NAME"] = original
+    point_django_at(back_to)
 
 
-ORIGINAL_DB_NAME = settings.DATABASES["default"]["NAME"]
+def point_django_at(name: str) -> None:
+    """Django's default database from now on, in this process (its open connection closed first)."""
+    connection.close()
+    connection.settings_dict["NAME"] = name
+    settings.DATABASES["default"]["NAME"] = name
