@@ -22,5 +22,5 @@ def test_the_soak_runs_at_the_rate_asked_or_below_what_saturate_sustained() -> N
 
 
 def test_the_results_name_the_command_that_made_them() -> None:
-    argv = ["/work/manage.py", "bench", "soak", "--soak-orders", "10000"]
+    argv = ["manage.py", "bench", "soak", "--soak-orders", "10000"]
     assert command_line(argv) == "python manage.py bench soak --soak-orders 10000"
