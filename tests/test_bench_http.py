@@ -42,13 +42,17 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def serving(handler: type[Handler]):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     Handler.connections = set()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+
+
+@pytest.fixture
+def server():
+    yield from serving(Handler)
 
 
 def test_requests_reuse_their_connections_and_failures_are_counted_by_kind(server):
@@ -82,11 +86,7 @@ class ImpatientHandler(Handler):
 
 @pytest.fixture
 def impatient_server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ImpatientHandler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    Handler.connections = set()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    yield from serving(ImpatientHandler)
 
 
 def test_a_connection_the_server_closed_while_idle_costs_a_new_connection_not_a_failed_request(impatient_server):

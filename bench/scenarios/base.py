@@ -95,6 +95,17 @@ class Result:
     def add(self, *figures: Figure) -> None:
         self.figures.extend(figures)
 
+    def timeline(self, path: Path, samples: dict[str, Any], load: Any, title: str, marks: dict[str, Any] | None = None) -> None:
+        """The run's chart (checkout latency, queue depths, completions over time) at ``path``;
+        ``marks`` are seconds from the start (default: the sampler's own)."""
+        from bench import charts
+
+        started = samples["started_at"]
+        charts.timeline_chart(
+            samples["series"], samples.get("marks", {}) if marks is None else marks, path, title, latency=load.per_second(started)
+        )
+        self.charts.append(str(path))
+
 
 def audit(order_ids: list[str], drained: bool) -> dict[str, Any]:
     """The checker (``manage.py audit``) over the scenario's database: violations must be none."""

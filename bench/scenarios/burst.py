@@ -11,7 +11,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from bench import charts, journeys
+from bench import journeys
 from bench.load import Client, LoadResult
 from bench.scenarios.base import Figure, Result, Run, audit
 from bench.workload import order_body, wait_terminal
@@ -82,15 +82,13 @@ def run(ctx: Run) -> Result:
                     ceiling_label="idle p95",
                 ),
             )
-        path = ctx.out_dir / "burst.png"
-        charts.timeline_chart(
-            samples["series"],
-            {k: v - samples["started_at"] for k, v in marks.items()},
-            path,
+        result.timeline(
+            ctx.out_dir / "burst.png",
+            samples,
+            load,
             f"Burst: {burst_rate:g} orders/s for {burst:g} s",
-            latency=load.per_second(samples["started_at"]),
+            marks={k: v - samples["started_at"] for k, v in marks.items()},
         )
-        result.charts.append(str(path))
         result.data = {
             "windows": {"before": before, "during": during, "after": post},
             "idle_stages": idle,

@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from bench import charts
 from bench.load import Client
 from bench.runtime import BenchShop
 from bench.scenarios.base import Figure, Result, Run, audit
@@ -79,15 +78,7 @@ def steady_with(
             Figure("checkout errors", sum(summary["errors"].values()), "requests", f"{summary['errors'] or 'none'}"),
             Figure("all terminal after", drain, "s", "from the end of the load"),
         )
-        path = ctx.out_dir / f"{scenario}.png"
-        charts.timeline_chart(
-            samples["series"],
-            samples.get("marks", {}),
-            path,
-            f"{scenario}: {how}",
-            latency=load.per_second(samples["started_at"]),
-        )
-        result.charts.append(str(path))
+        result.timeline(ctx.out_dir / f"{scenario}.png", samples, load, f"{scenario}: {how}")
         result.data = {"statuses": dict(counts), "checkout": summary, "samples": samples, "fault": detail}
         result.audit = audit(ids, drained=drain is not None)
     return result

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import charts
 from bench.load import Client
 from bench.scenarios.base import Figure, Result, Run, audit
 from bench.workload import order_body, wait_terminal
@@ -66,15 +65,7 @@ def run(ctx: Run, orders: int | None = None, rate: float | None = None) -> Resul
                     )
                 )
         result.add(Figure("checkout p99", load.summary()["p99_ms"], "ms", how))
-        path = ctx.out_dir / "soak.png"
-        charts.timeline_chart(
-            samples["series"],
-            samples.get("marks", {}),
-            path,
-            f"Soak: {len(ids)} orders at {rate:g}/s",
-            latency=load.per_second(samples["started_at"]),
-        )
-        result.charts.append(str(path))
+        result.timeline(ctx.out_dir / "soak.png", samples, load, f"Soak: {len(ids)} orders at {rate:g}/s")
         result.data = {"checkout": load.summary(), "samples": samples, "all_terminal": drain is not None}
         result.audit = audit(ids, drained=drain is not None)
     return result
