@@ -79,6 +79,14 @@ def _step_aside(sender=None, options=None, **kwargs) -> None:
         connection_created.connect(nice_own_backend, dispatch_uid="nice_own_backend")
 
 
+@signals.worker_shutting_down.connect
+def _stand_up(sender=None, **kwargs) -> None:
+    """A worker asked to stop finishes its work at full priority (``restore_priority``)."""
+    from shop.pipeline.priority import restore_priority
+
+    restore_priority()
+
+
 @signals.task_prerun.connect
 @signals.task_postrun.connect
 def _check_connections(sender=None, **kwargs) -> None:

@@ -37,7 +37,15 @@ class Cluster(Pipeline):
         self.sup = sup
 
     def logs(self) -> str:
-        return "\n".join(f"===== {name}\n{self.sup.log(name, 6000)}" for name in self.sup.services)
+        """Each process's errors and warnings from its whole log (the first cause of a failure
+        is often long gone from its tail), then the tail."""
+        out = []
+        for name in self.sup.services:
+            text = self.sup.log(name, 10**7)
+            errors = [line for line in text.splitlines() if any(w in line for w in ("ERROR", "WARNING", "Error", "error:"))]
+            out.append(f"===== {name}: {len(errors)} error or warning line(s)\n" + "\n".join(errors[:80]))
+            out.append(f"===== {name}: the tail\n{text[-6000:]}")
+        return "\n".join(out)
 
     def wait_log(self, name: str, text: str, timeout: float = 30, count: int = 1) -> None:
         harness.wait_until(lambda: self.sup.log(name, 10**7).count(text) >= count, timeout, what=f"{text!r} in {name}'s log")

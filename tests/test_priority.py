@@ -12,6 +12,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import weakref
 from typing import Any
 
 import psutil
@@ -149,3 +150,41 @@ def test_a_niced_workers_database_backends_run_at_its_niceness_and_the_relays_do
         from shop.celery import app
 
         app.control.purge()  # the order's copies for the stages nobody ran here: later tests count the queues
+
+
+def _may_raise_priority() -> bool:
+    """Root, or an ``RLIMIT_NICE`` that lets this user back down to niceness 0."""
+    import resource
+
+    return os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_NICE)[0] >= 20
+
+
+def test_a_stopping_worker_takes_back_its_priority_with_its_pool_where_allowed() -> None:
+    """At niceness 15 beside anything busy, a worker's warm shutdown got a thirtieth of a core
+    and outlasted the demo's 8 s of grace: it was SIGKILLed. Stopping, it goes back to 0 with the
+    children it forked (and its session's autogroup) where the system lets it, else stays."""
+    script = (
+        "import os, time; from shop.pipeline.priority import restore_priority, step_aside\n"
+        "os.setsid(); step_aside(15)\n"
+        "child = os.fork()\n"
+        "if child == 0: time.sleep(30); os._exit(0)\n"
+        "restore_priority()\n"
+        "group = open('/proc/self/autogroup').read().split()[-1] if os.path.exists('/proc/self/autogroup') else '-'\n"
+        "print(os.getpriority(os.PRIO_PROCESS, 0), os.getpriority(os.PRIO_PROCESS, child), group)\n"
+        "os.kill(child, 9)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=harness.child_env(), check=True)
+    own, child, group = out.stdout.split()
+    expected = "0" if _may_raise_priority() else "15"
+    assert (own, child) == (expected, expected), out.stderr
+    if autogroup_enabled():
+        assert group == expected
+
+
+def test_the_worker_takes_back_its_priority_when_it_is_asked_to_stop() -> None:
+    from celery import signals
+
+    import shop.celery
+
+    receivers = [ref() if isinstance(ref, weakref.ref) else ref for _, ref in signals.worker_shutting_down.receivers]
+    assert shop.celery._stand_up in receivers

@@ -67,6 +67,29 @@ def step_aside(niceness: int) -> int:
     return current
 
 
+def restore_priority() -> None:
+    """A stopping worker takes back the web server's priority, where the system lets it (root,
+    ``CAP_SYS_NICE``, a raised ``RLIMIT_NICE``): its warm shutdown is a little work (finish
+    the task in hand, stop the pool), and at niceness 15 beside anything busy it got a thirtieth
+    of a core, past the supervisor's grace (the demo's 8 s, compose's 10 s) and then SIGKILLed.
+    Its process group (the pool children, forked niced) and its own autogroup go back to 0;
+    elsewhere the niceness stays and the shutdown is only slower."""
+    try:
+        if os.getpgid(0) == os.getpid():
+            os.setpriority(os.PRIO_PGRP, 0, 0)
+        else:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError as exc:  # not privileged to raise a priority: nothing to take back
+        log.debug("the stopping worker keeps its niceness: %s", exc)
+        return
+    if os.getsid(0) == os.getpid() and os.path.exists(AUTOGROUP):
+        try:
+            with open(AUTOGROUP, "w") as f:
+                f.write("0")
+        except OSError as exc:
+            log.debug("the stopping worker's autogroup keeps its niceness: %s", exc)
+
+
 AUTOGROUP = "/proc/self/autogroup"
 
 
