@@ -65,6 +65,23 @@ def _skip_the_collections_at_exit() -> None:
 atexit.register(_skip_the_collections_at_exit)
 
 
+# How long a pool child that is exiting waits for the worker to read the results it sent
+# (billiard's default: 300 x 0.1 s). At a warm shutdown the worker drops the jobs it had sent
+# a child but not yet seen accepted (the broker redelivers them) and then reads no more
+# results, so a child that ran one of them waited the full 30 s: the demo's supervisor (8 s)
+# and compose (10 s) SIGKILLed the worker. A child whose worker still reads takes milliseconds.
+POOL_CHILD_EXIT_WAIT_SECONDS = 2.0
+
+
+@signals.celeryd_init.connect
+def _bound_pool_child_exit_wait(sender=None, **kwargs) -> None:
+    """Before the pool forks: its children inherit the bound."""
+    import billiard.pool
+
+    interval = billiard.pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_INTERVAL
+    billiard.pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_LIMIT = max(1, round(POOL_CHILD_EXIT_WAIT_SECONDS / interval))
+
+
 @signals.celeryd_init.connect
 def _step_aside(sender=None, options=None, **kwargs) -> None:
     """Before the worker forks its pool: run at the niceness of the queues it serves, so the
