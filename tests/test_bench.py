@@ -25,7 +25,7 @@ from tests.harness import ROOT
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(1500)]
 
-CHARTS = ("burst.png", "outage.png", "kill.png", "sync-vs-async.png", "soak.png")
+CHARTS = ("burst.png", "outage.png", "kill.png", "sync-vs-async.png", "soak.png", "relay.png")
 
 
 def bench_databases() -> set[str]:
@@ -94,6 +94,11 @@ def test_every_scenario_runs_quick_writes_json_and_charts_and_leaves_nothing_beh
     assert figures[("checkout", "20/s: p99")]["value"] > 0
     assert figures[("checkout", "20/s: p99")]["ceiling_value"] > 0, "a figure beside its ceiling"
     assert figures[("saturate", "completed orders/s, overall")]["value"] > 0
+    # The relay drained every row it wrote, with 1 relay and with 2, beside the publish ceilings.
+    assert [s["relays"] for s in document["scenarios"]["relay"]["data"]["steps"]] == [1, 2]
+    relay = figures[("relay", "relay drain, 1 relay(s)")]
+    assert relay["value"] > 0
+    assert relay["ceiling_value"] == document["scenarios"]["ceiling"]["data"]["ceilings"]["confirmed_publish"]["value"]
     for chart in CHARTS:
         assert (tmp_path / chart).stat().st_size > 10_000, chart
     assert "| checkout | 20/s: p99 |" in output, "the table is printed"

@@ -17,6 +17,7 @@ _WHERE = {
     "checkout": "checkout:run",
     "end-to-end": "end_to_end:run",
     "saturate": "saturate:run",
+    "relay": "relay:run",
     "burst": "burst:run",
     "outage": "faults:outage",
     "kill": "faults:kill",
