@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from kombu import Connection, Exchange, Producer, Queue
 
-from shop.pipeline import publisher, relay
+from shop.pipeline import publisher, relay, task_messages
 from shop.pipeline.models import OutboxEvent
 from shop.pipeline.outbox import emit
 from tests.test_relay_backoff import FreezableProxy
@@ -80,7 +80,7 @@ def test_the_message_is_the_one_apply_async_publishes(broker: None, settings) ->
 
     row = emit_event("payment.authorized", "ORD-FORMAT")
     [claimed] = relay.claim_batch("test-relay", 10)
-    [(task, queue, message_id, kwargs)] = publisher.messages_for(claimed)
+    [(task, queue, message_id, kwargs)] = task_messages.messages_for(claimed)
     with app.connection_for_write() as conn:  # the old way, as the relay published until now
         app.tasks[task].apply_async(
             kwargs=kwargs,

@@ -16,7 +16,7 @@ from orders.models import Order
 from orders.payments.models import GatewayTransaction, Payment, PaymentStatus
 from orders.payments.tasks import authorize_payment
 from shop.pipeline.models import OutboxEvent, ProcessedMessage
-from shop.pipeline.publisher import messages_for
+from shop.pipeline.task_messages import messages_for
 from tests.fixtures import CARD_DECLINED, CARD_TIMEOUT, counts, new_key, order_body
 from tests.harness import wait_until
 

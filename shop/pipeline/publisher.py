@@ -6,11 +6,7 @@ published only when every copy of every one of its messages was acked; a nack fa
 alone, and a confirm that does not come within ``OUTBOX_CONFIRM_TIMEOUT`` (or a connection that
 breaks) leaves the rows still waiting *lost*, for the relay to decide whether the broker is away.
 
-The messages are Celery's own: ``create_task_message`` and ``send_task_message`` with the
-routing ``apply_async`` computes, so a worker cannot tell them from ``apply_async``'s
-(``tests/test_relay_confirms.py`` compares them on the broker). Celery's ``task-sent`` event is
-not sent: it cost a second confirmed publish per message, and Flower builds its task list from
-the workers' own events.
+The messages are Celery's own, built as ``apply_async`` builds them (``shop.pipeline.task_messages``).
 
 The relay owns its broker connection (one per process) instead of borrowing Celery's pool, so
 that after a timeout or a broken connection it can drop it: a confirm that arrives late on it
@@ -20,40 +16,20 @@ confirms: a publish there is done when it returns.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import current_app as app  # the project's app (shop/celery.py), without importing the project
-from celery.utils.saferepr import saferepr
 from django.conf import settings
 from kombu import Connection, Producer
 
-from shop.pipeline import faults
+from shop.pipeline import faults, task_messages
 from shop.pipeline.confirms import ConfirmTracker
-from shop.pipeline.events import subscribers
 from shop.pipeline.queues import is_rabbitmq
 from shop.pipeline.request_context import bind_request_id, reset_request_id
 
 log = logging.getLogger("shop.relay")
-
-
-def messages_for(row: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """(task, queue, message id, kwargs) for each subscriber of the row's event."""
-    from shop.pipeline.events import task_queues
-
-    if row["target_task"]:
-        kwargs = dict(row["payload"]["kwargs"])
-        task = row["target_task"]
-        return [(task, task_queues()[task], f"{kwargs['event_id']}:{task}:replay{row['id']}", kwargs)]
-    kwargs = {
-        "event_id": str(row["event_id"]),
-        "kind": row["kind"],
-        "order_id": row["order_id"],
-        "payload": row["payload"],
-    }
-    return [(s.task, s.queue, f"{row['event_id']}:{s.task}", kwargs) for s in subscribers(row["kind"])]
 
 
 @dataclass
@@ -107,77 +83,18 @@ def drop_producer(*, graceful: bool = False) -> None:
         _link.pop().close(graceful)
 
 
-@functools.cache
-def _import_tasks() -> None:
-    """Register every task (the messages name task objects' options), as a worker does at start."""
-    app.loader.import_default_modules()
-
-
-@functools.cache
-def _route(task_name: str, queue: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What ``apply_async(queue=queue)`` computes before building the message: the task's limits and
-    the router's exchange, routing key and queue. Cached: the routes are static settings."""
-    task = app.tasks[task_name]  # NotRegistered: a replay naming a task this release does not have
-    options = dict(task._get_exec_options(), queue=queue)
-    options.setdefault("ignore_result", task.ignore_result)
-    limits = {key: options.pop(key, None) for key in ("time_limit", "soft_time_limit", "expires", "ignore_result")}
-    return limits, app.amqp.router.route(options, task_name, (), {}, task)
-
-
-def _send(link: Link, row: dict[str, Any], copies: int) -> int:
-    """Publish every message of the row (without waiting); returns how many went out."""
-    sent = 0
-    messages = messages_for(row)
-    kwargsrepr = _kwargsrepr(messages[0][3]) if messages else ""  # every subscriber gets the same kwargs
-    headers = {"request_id": row["request_id"] or None, "emitted_at": _epoch(row.get("created_at"))}
-    for task, queue, message_id, kwargs in messages:
-        limits, options = _route(task, queue)
-        message = app.amqp.create_task_message(
-            message_id,
-            task,
-            (),
-            kwargs,
-            reply_to=app.thread_oid,
-            create_sent_event=False,
-            kwargsrepr=kwargsrepr,
-            **limits,
-            **options,
-        )
-        for _ in range(copies):
-            app.amqp.send_task_message(
-                link.producer,
-                task,
-                message,
-                headers=headers,
-                retry=False,
-                declare=(),
-                **options,  # the link declared every queue
-            )
-            sent += 1
-    return sent
-
-
-def _epoch(at: Any) -> float | None:
-    """The row's write time for the stage-latency histogram (shop/pipeline/latency_metrics.py)."""
-    return at.timestamp() if at is not None else None
-
-
-def _kwargsrepr(kwargs: dict[str, Any]) -> str:
-    return saferepr(kwargs, app.amqp.kwargsrepr_maxsize, maxlevels=app.conf.task_repr_maxlevels)
-
-
 def publish_batch(rows: list[dict[str, Any]]) -> BatchOutcome:
     """Publish every row's messages, then wait once for the confirms. A broken connection is
     retried once on a fresh one (the first publish after a broker restart, or on a connection the
     broker closed while the relay was idle, fails); the rows still unconfirmed then are lost."""
-    _import_tasks()
+    task_messages.import_tasks()
     copies = 2 if faults.enabled("duplicate_publish") else 1
     outcome = BatchOutcome()
     todo = []
     for row in rows:
         try:
-            for task, queue, _, _ in messages_for(row):
-                _route(task, queue)
+            for task, queue, _, _ in task_messages.messages_for(row):
+                task_messages.route(task, queue)
         except Exception as exc:  # an unknown task or a malformed replay: this row's own fault
             outcome.refused[row["id"]] = repr(exc)
             continue
@@ -204,7 +121,7 @@ def _attempt(link: Link, rows: list[dict[str, Any]], copies: int, outcome: Batch
         first = tracker.sent if tracker else 0
         token = bind_request_id(row["request_id"] or None)  # the relay's own log lines name the request too
         try:
-            waiting[row["id"]] = _send(link, row, copies)
+            waiting[row["id"]] = task_messages.publish_row(link.producer, row, copies)
         except link.broken:
             raise
         except Exception as exc:  # the message could not be built or encoded: this row's own fault
