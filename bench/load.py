@@ -102,6 +102,20 @@ class LoadResult:
         return rows
 
 
+def merged(label: str, steps: list[LoadResult]) -> LoadResult:
+    """The steps as one (same rate): their histograms and counts added, for a figure over all of them."""
+    out = LoadResult(label=label, rate=steps[0].rate if steps else None)
+    for step in steps:
+        out.duration += step.duration
+        out.sent += step.sent
+        out.ok += step.ok
+        out.errors.update(step.errors)
+        out.histogram.add(step.histogram)
+        out.client_cpu_seconds += step.client_cpu_seconds
+        out.created.extend(step.created)
+    return out
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 

@@ -87,7 +87,7 @@ def test_every_scenario_runs_quick_writes_json_and_charts_and_leaves_nothing_beh
     assert done.returncode == (1 if unclean else 0), output[-6000:]
     assert set(document["scenarios"]) == set(SCENARIOS)
     for name, scenario in document["scenarios"].items():
-        if name != "ceiling":
+        if name not in ("ceiling", "relay"):  # these two place no order: nothing for the checker
             assert scenario["audit"]["clean"], (name, scenario["audit"]["violations"])
     assert document["machine"]["cores"] and document["machine"]["postgresql"] and document["machine"]["git_commit"]
     figures = {(f["scenario"], f["name"]): f for f in document["figures"]}
