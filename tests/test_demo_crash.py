@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -120,6 +121,7 @@ def test_sigkilled_web_worker_relay_and_celery_worker_do_not_stop_the_shop(state
 
 MANAGER = """
 import sys
+import threading
 from shop.local.supervision import RestartingManager
 manager = RestartingManager()
 manager.add_process("steady", "exec sleep 120")
@@ -173,3 +175,30 @@ def test_restart_delays_grow_while_a_process_keeps_crashing_and_reset_once_it_ra
     assert restarter.delays["x"] == 0.5 and restarter.pending("x")
     restarter.cancel()
     assert not restarter.pending("x") and restarter.due() == []
+
+
+def test_the_pid_file_is_never_seen_half_written(tmp_path):
+    """The pid file is rewritten at every restart while others read it (``kill_leftovers``, the
+    tests above): a reader sees the old list or the new one, never an empty or cut file."""
+    from shop.management.commands.demo import DemoManager
+
+    pid_file = tmp_path / "demo.pids"
+    manager = DemoManager(pid_file)
+    manager.write_pids({"web": 1})
+    done = threading.Event()
+
+    def rewrite() -> None:
+        for n in range(20_000):
+            manager.write_pids({f"process-{i}": n for i in range(40)})
+        done.set()
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    torn = 0
+    while not done.is_set():
+        try:
+            json.loads(pid_file.read_text())
+        except ValueError:
+            torn += 1
+    writer.join()
+    assert torn == 0, f"{torn} reads saw a half-written pid file"

@@ -68,7 +68,11 @@ class DemoManager(RestartingManager):
         self.pid_file = pid_file
 
     def write_pids(self, pids: dict[str, int]) -> None:
-        self.pid_file.write_text(json.dumps(pids))
+        """Written beside and renamed over: the tests and the next demo read it while it changes,
+        and a file truncated then written is empty in between."""
+        staged = self.pid_file.with_suffix(".pids.tmp")
+        staged.write_text(json.dumps(pids))
+        os.replace(staged, self.pid_file)
 
 
 def kill_leftovers(pid_file: Path) -> int:
