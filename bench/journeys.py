@@ -19,6 +19,7 @@ __all__ = [
     "Stage",
     "end_to_end",
     "quantiles",
+    "relay_leg",
     "slowest",
     "stage_latency",
     "stage_report",
@@ -60,6 +61,20 @@ def stage_report(order_ids: list[str], *, since: datetime | None = None, until: 
     return {
         stage.name: {"queue": stage.queue, "critical": stage.critical, **quantiles(per_stage[stage.name])} for stage in STAGES
     }
+
+
+def relay_leg(order_ids: list[str]) -> dict[str, Any]:
+    """Each event's time from its commit to its confirmed publish (``published_at``): the relay's
+    share of every hop, which tells a slow hop's relay from its broker, worker and task."""
+    from shop.pipeline.models import OutboxEvent
+
+    legs: list[float] = []
+    for start in range(0, len(order_ids), 2000):
+        rows = OutboxEvent.objects.filter(
+            order_id__in=order_ids[start : start + 2000], target_task="", published_at__isnull=False
+        ).values_list("created_at", "published_at")
+        legs.extend(max(0.0, (published - created).total_seconds()) for created, published in rows)
+    return quantiles(legs)
 
 
 def end_to_end(created: list[tuple[str, float]]) -> dict[str, Any]:
