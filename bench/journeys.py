@@ -8,6 +8,7 @@ emits, both outbox commit times.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -32,18 +33,21 @@ TERMINAL_EVENTS = ("order.delivered", "order.cancelled")
 
 def timelines(order_ids: list[str]) -> dict[str, list[tuple[str, datetime]]]:
     """order id -> [(event kind, created_at)] in commit order, for the given orders."""
+    found: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+    for order_id, kind, at in _events(order_ids, "order_id", "kind", "created_at"):
+        found[order_id].append((kind, at))
+    return found
+
+
+def _events(order_ids: list[str], *fields: str, **where: Any) -> Iterator[tuple]:
+    """The orders' pipeline events (not replays aimed at one task) in commit order, as tuples
+    of ``fields``; 2,000 orders a query, so that a long run's ids fit in one statement."""
     from shop.pipeline.models import OutboxEvent
 
-    found: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
     for start in range(0, len(order_ids), 2000):
-        rows = (
-            OutboxEvent.objects.filter(order_id__in=order_ids[start : start + 2000], target_task="")
-            .order_by("created_at")
-            .values_list("order_id", "kind", "created_at")
-        )
-        for order_id, kind, at in rows:
-            found[order_id].append((kind, at))
-    return found
+        chunk = order_ids[start : start + 2000]
+        rows = OutboxEvent.objects.filter(order_id__in=chunk, target_task="", **where).order_by("created_at")
+        yield from rows.values_list(*fields)
 
 
 def stage_report(order_ids: list[str], *, since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
@@ -66,15 +70,8 @@ def stage_report(order_ids: list[str], *, since: datetime | None = None, until: 
 def relay_leg(order_ids: list[str]) -> dict[str, Any]:
     """Each event's time from its commit to its confirmed publish (``published_at``): the relay's
     share of every hop, which tells a slow hop's relay from its broker, worker and task."""
-    from shop.pipeline.models import OutboxEvent
-
-    legs: list[float] = []
-    for start in range(0, len(order_ids), 2000):
-        rows = OutboxEvent.objects.filter(
-            order_id__in=order_ids[start : start + 2000], target_task="", published_at__isnull=False
-        ).values_list("created_at", "published_at")
-        legs.extend(max(0.0, (published - created).total_seconds()) for created, published in rows)
-    return quantiles(legs)
+    rows = _events(order_ids, "created_at", "published_at", published_at__isnull=False)
+    return quantiles([max(0.0, (published - created).total_seconds()) for created, published in rows])
 
 
 def end_to_end(created: list[tuple[str, float]]) -> dict[str, Any]:

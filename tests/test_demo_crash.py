@@ -121,7 +121,6 @@ def test_sigkilled_web_worker_relay_and_celery_worker_do_not_stop_the_shop(state
 
 MANAGER = """
 import sys
-import threading
 from shop.local.supervision import RestartingManager
 manager = RestartingManager()
 manager.add_process("steady", "exec sleep 120")
