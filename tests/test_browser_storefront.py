@@ -6,11 +6,13 @@ Saves the README's screenshots under docs/img/ (desktop and phone width)."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from orders.models import Order
 from shop.storefront.models import Product
@@ -90,6 +92,7 @@ def test_cart_checkout_and_the_journey_to_delivered(page, live_server, pipeline,
     assert page.locator("#headline").inner_text() == "We have your order. Payment is being checked."
     assert stage(page, "payment").get_attribute("data-state") == "in_progress"
     assert stage(page, "delivered").get_attribute("data-state") == "to_come"
+    page.screenshot(path=str(IMG / "order-placed.png"), full_page=True)
     page.locator("#journey [data-stage=capture][data-state=in_progress]").wait_for(timeout=30_000)
     for key in ("payment", "fraud", "stock", "ready"):
         assert stage(page, key).get_attribute("data-state") == "done", key
@@ -108,10 +111,25 @@ def test_cart_checkout_and_the_journey_to_delivered(page, live_server, pipeline,
     assert received["messages"] >= 4 and received["polls"] == 0, received  # each stage pushed, none polled
     assert not [url for url in requested if url.endswith("/live")], "the page polled while its stream worked"
     assert [url for url in requested if "/stream" in url]
+    page.screenshot(path=str(IMG / "order-delivered.png"), full_page=True)
 
     page.set_viewport_size(PHONE)
     page.screenshot(path=str(IMG / "order-journey-phone.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "no sideways scrolling"
+
+
+def test_the_demo_catalog_shows_every_product_with_its_picture(page, live_server, transactional_db):
+    """The catalog a newcomer sees after `manage.py demo`: the seed's 48 products, each picture drawn."""
+    call_command("seed", "--no-staff", stdout=io.StringIO())
+    IMG.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(live_server.url + "/")
+    cards = page.get_by_role("listitem").filter(has=page.get_by_role("button", name="Add to cart"))
+    assert cards.count() == 48
+    page.wait_for_function("[...document.images].every(i => i.complete)")
+    drawn = page.locator("img").evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+    assert drawn and all(drawn), "a product picture did not load"
+    page.screenshot(path=str(IMG / "demo-catalog.png"))
 
 
 def test_the_checkout_form_at_phone_width(page, live_server, catalog):
