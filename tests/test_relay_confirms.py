@@ -21,6 +21,7 @@ from django.utils import timezone
 from kombu import Connection, Exchange, Producer, Queue
 
 from shop.pipeline import publisher, relay, task_messages
+from shop.pipeline.events import subscribers
 from shop.pipeline.models import OutboxEvent
 from shop.pipeline.outbox import emit
 from tests.test_relay_backoff import FreezableProxy
@@ -100,6 +101,28 @@ def test_the_message_is_the_one_apply_async_publishes(broker: None, settings) ->
     assert new.headers["emitted_at"] == row.created_at.timestamp()  # the stage-latency histogram's start
     assert new.properties["delivery_mode"] == 2  # persistent
     assert (new.content_type, new.content_encoding) == ("application/json", "utf-8")
+
+
+def test_the_arguments_flower_shows_name_the_event_and_never_the_customer(broker: None) -> None:
+    """Flower shows a task's ``kwargsrepr`` header to every staff login: the event, its kind and its
+    order, and no payload; a retry (``apply_async`` again) keeps the same summary."""
+    from shop.celery import app
+
+    with transaction.atomic():
+        row = emit("order.placed", order_id="ORD-PRIVATE", payload={"email": "ada@example.com", "amount": "1.00"})
+    assert relay.relay_once("test-relay") == 1
+    messages = [message for queue in {s.queue for s in subscribers("order.placed")} for message in take(queue)]
+    assert messages
+    for message in messages:
+        shown = message.headers["kwargsrepr"]
+        assert shown == f"{{'event_id': '{row.event_id}', 'kind': 'order.placed', 'order_id': 'ORD-PRIVATE', 'payload': '…'}}"
+        assert "ada@example.com" not in shown
+        assert json.loads(message.body)[1]["payload"]["email"] == "ada@example.com"  # the task still gets it all
+    task, queue = messages[0].headers["task"], messages[0].delivery_info["routing_key"]
+    with app.connection_for_write() as conn:
+        app.tasks[task].apply_async(kwargs=json.loads(messages[0].body)[1], queue=queue, producer=Producer(conn))
+    [retried] = take(queue)
+    assert retried.headers["kwargsrepr"] == messages[0].headers["kwargsrepr"]
 
 
 def nacking_queue(conn: Connection, routing_key: str) -> Queue:

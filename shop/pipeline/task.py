@@ -33,6 +33,7 @@ from shop.pipeline.events import task_queues
 from shop.pipeline.latency_metrics import observe_stage
 from shop.pipeline.messaging import check_message
 from shop.pipeline.request_context import bind_request_id, reset_request_id
+from shop.pipeline.task_messages import kwargsrepr_of
 
 log = logging.getLogger("shop.pipeline")
 DATABASE_ERRORS = (OperationalError, InterfaceError)
@@ -80,6 +81,12 @@ class PipelineTask(Task):
             raise self._retry(exc) from exc
         finally:
             reset_request_id(token)
+
+    def apply_async(self, args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+        """A retry is published here too: its ``kwargsrepr`` header stays the relay's summary, so
+        that Flower never shows a payload (``task_messages.kwargsrepr_of``)."""
+        options.setdefault("kwargsrepr", kwargsrepr_of(kwargs or {}))
+        return super().apply_async(args, kwargs, **options)
 
     def _retry(self, exc: BaseException) -> BaseException:
         """Retry with the pipeline's backoff; past ``max_retries`` Celery raises ``exc`` itself,
