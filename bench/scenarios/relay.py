@@ -10,9 +10,12 @@ queues fill, and are purged between the steps.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+from pathlib import Path
 from typing import Any
 
+from bench import procstat
 from bench.processes import log_tail, running
 from bench.scenarios.base import Figure, Result, Run
 from shop.local.processes import argv, commands
@@ -39,7 +42,8 @@ def fill(events: int) -> None:
 
 
 def drain(relays: int, events: int, env: dict[str, str], log_dir: Any, timeout: float) -> dict[str, float]:
-    """Start ``relays`` relays on a full outbox; how long they took, from the first mark to the last."""
+    """Start ``relays`` relays on a full outbox; how long they took, from the first mark to the
+    last, and the CPU the relays and the broker spent meanwhile per 1,000 messages."""
     from django.db.models import Max, Min
 
     from shop.pipeline.events import subscribers
@@ -49,21 +53,45 @@ def drain(relays: int, events: int, env: dict[str, str], log_dir: Any, timeout: 
     with contextlib.ExitStack() as stack:
         procs = [stack.enter_context(running(f"relay-{relays}-{i}", command, env, log_dir)) for i in range(relays)]
         deadline = time.monotonic() + timeout
+        roles = {"relay": [p.pid for p in procs], "broker": broker_pids()}
+        cpu: list[dict[str, float]] = []
         while OutboxEvent.objects.filter(published_at__isnull=True).exists():
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"the relays did not drain the outbox: {log_tail(log_dir, f'relay-{relays}-0')}")
+            if not cpu and OutboxEvent.objects.filter(published_at__isnull=False).exists():
+                cpu.append(cpu_seconds(roles))  # from the first mark: the relays' start-up is not counted
             time.sleep(0.1)
+        cpu.append(cpu_seconds(roles))
     span = OutboxEvent.objects.aggregate(first=Min("published_at"), last=Max("published_at"))
     seconds = max((span["last"] - span["first"]).total_seconds(), 1e-3)
     per_event = len(subscribers("order.placed"))
+    messages = per_event * events
+    spent = {role: cpu[-1][role] - cpu[0][role] for role in roles} if len(cpu) == 2 else {}
     return {
         "relays": relays,
         "events": events,
         "messages_per_event": per_event,
         "seconds": seconds,
         "events_per_s": events / seconds,
-        "messages_per_s": per_event * events / seconds,
+        "messages_per_s": messages / seconds,
+        **{f"{role}_cpu_ms_per_1000_messages": 1e6 * used / messages for role, used in spent.items() if roles[role]},
     }
+
+
+def broker_pids() -> list[int]:
+    """RabbitMQ's Erlang VM when it runs on this machine (its CPU per message is the other half of
+    a publish's cost); none on the embedded broker or a remote one."""
+    found = []
+    for name in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            if name.isdigit() and Path(f"/proc/{name}/comm").read_text().strip() == "beam.smp":
+                found.append(int(name))
+    return found
+
+
+def cpu_seconds(roles: dict[str, list[int]]) -> dict[str, float]:
+    table = procstat.scan_proc()
+    return {role: sum(table[pid].ticks for pid in pids if pid in table) / procstat.CLK_TCK for role, pids in roles.items()}
 
 
 def purge(broker_url: str) -> None:
@@ -87,28 +115,33 @@ def run(ctx: Run) -> Result:
             steps.append(drain(relays, events, env, shop.log_dir, ctx.seconds(600, 120)))
             purge(shop.broker_url)
     for step in steps:
-        how = f"{step['events']} order.placed rows x {step['messages_per_event']} subscribers, first mark to last"
-        result.add(
-            Figure(
-                f"relay drain, {step['relays']} relay(s)",
-                round(step["messages_per_s"]),
-                "msg/s",
-                how,
-                ceiling="confirmed_publish",
-                higher_is_better=True,
-            ),
-            Figure(
-                f"relay drain, {step['relays']} relay(s), beside batched publishes",
-                round(step["messages_per_s"]),
-                "msg/s",
-                how,
-                ceiling="confirmed_publish_batched",
-                higher_is_better=True,
-            ),
-        )
+        result.add(*figures(step))
     result.data = {"steps": steps, "goal_ratio": GOAL_RATIO}
     chart(ctx, result, steps)
     return result
+
+
+def figures(step: dict[str, Any]) -> list[Figure]:
+    """A step's rate beside both publish ceilings, and the CPU it cost the relays and the broker."""
+    how = f"{step['events']} order.placed rows x {step['messages_per_event']} subscribers, first mark to last"
+    rate = round(step["messages_per_s"])
+    found = [
+        Figure(f"relay drain, {step['relays']} relay(s)", rate, "msg/s", how, ceiling="confirmed_publish", higher_is_better=True),
+        Figure(
+            f"relay drain, {step['relays']} relay(s), beside batched publishes",
+            rate,
+            "msg/s",
+            how,
+            ceiling="confirmed_publish_batched",
+            higher_is_better=True,
+        ),
+    ]
+    for role, what in (("relay", "the relays' processes"), ("broker", "RabbitMQ's Erlang VM")):
+        if f"{role}_cpu_ms_per_1000_messages" in step:
+            cost = round(step[f"{role}_cpu_ms_per_1000_messages"])
+            name = f"{role} CPU per 1,000 messages, {step['relays']} relay(s)"
+            found.append(Figure(name, cost, "ms", f"{what}, from /proc, first mark to last"))
+    return found
 
 
 def chart(ctx: Run, result: Result, steps: list[dict[str, Any]]) -> None:
