@@ -125,6 +125,33 @@ def test_the_arguments_flower_shows_name_the_event_and_never_the_customer(broker
     assert retried.headers["kwargsrepr"] == messages[0].headers["kwargsrepr"]
 
 
+@pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="TCP_CORK is Linux's")
+def test_a_batch_is_written_corked_and_uncorked_before_its_confirms_are_awaited(broker: None, monkeypatch) -> None:
+    """Corked, the broker reads the batch in large segments; left corked, every confirm would wait
+    for the kernel's 200 ms flush."""
+    seen: list[int] = []
+    publish_row = task_messages.publish_row
+
+    def recording(producer: Producer, row: dict, copies: int) -> int:
+        seen.append(producer.channel.connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK))
+        return publish_row(producer, row, copies)
+
+    def corked_now() -> int:
+        return publisher._get_link().connection.connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
+
+    wait = publisher.ConfirmTracker.wait
+    at_wait: list[int] = []
+    monkeypatch.setattr(task_messages, "publish_row", recording)
+    monkeypatch.setattr(
+        publisher.ConfirmTracker, "wait", lambda self, timeout: at_wait.append(corked_now()) or wait(self, timeout)
+    )
+    for n in range(3):
+        emit_event("order.placed", f"ORD-CORK-{n}")
+    assert relay.relay_once("test-relay") == 3
+    assert seen == [1, 1, 1] and at_wait == [0]
+    assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
+
+
 def nacking_queue(conn: Connection, routing_key: str) -> Queue:
     """A queue that refuses every message (length 0, ``reject-publish``), bound beside the real one:
     RabbitMQ nacks a message that any of its queues refused."""
