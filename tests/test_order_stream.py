@@ -219,3 +219,51 @@ def test_a_read_that_fails_ends_the_stream_and_gives_everything_back(listener, s
     assert list(chunks) == [], "the stream ended at the failed read"
     events.close()
     assert stream.slots.open == 0 and listener.open_streams() == 0
+
+
+def test_a_burst_of_news_reads_a_few_streams_at_a_time_and_every_stream_gets_it(
+    listener, shop_api, catalog, settings, monkeypatch
+):
+    """The orders of open pages move through the queues together, so one notification can wake
+    every stream of a process at once: only STREAM_READS_AT_ONCE of them read at a time (the
+    rest wait without a connection), and none misses the news."""
+    import threading
+
+    from shop.storefront.order_views import _snapshot
+
+    settings.STREAM_READS_AT_ONCE = 2
+    monkeypatch.setattr(stream, "readers", stream.Readers())
+    order_id = shop_api.place()["id"]
+    reading, most, lock = [0], [0], threading.Lock()
+
+    def read() -> stream.Snapshot:
+        with lock:
+            reading[0] += 1
+            most[0] = max(most[0], reading[0])
+        try:
+            time.sleep(0.05)
+            return _snapshot(order_id, "t" * 32)
+        finally:
+            with lock:
+                reading[0] -= 1
+
+    streams = [stream.EventStream(order_id, read, since=None, hub=listener, limits=stream.Limits(20, 30, 10)) for _ in range(12)]
+    most[0] = 0  # the first reads ran one by one, in the requests that opened the streams
+    received: list[list[bytes]] = [[] for _ in streams]
+
+    def follow(events: stream.EventStream, into: list[bytes]) -> None:
+        for chunk in events:
+            into.append(chunk)
+            if len(into) == 3:  # retry, the first snapshot, the news
+                return
+
+    threads = [threading.Thread(target=follow, args=pair) for pair in zip(streams, received, strict=True)]
+    for thread in threads:
+        thread.start()
+    add_event(order_id)
+    for thread in threads:
+        thread.join(20)
+    for events in streams:
+        events.close()
+    assert all(len(chunks) == 3 and chunks[2].startswith(b"id: ") for chunks in received), received
+    assert most[0] == 2 and stream.readers.most == 2

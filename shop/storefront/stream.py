@@ -37,6 +37,11 @@ POSITION = re.compile(r"(\d{1,18})-(\d{1,9})-(\d{1,9})")
 # Streams per web process unless STREAM_MAX_OPEN says otherwise: the threads granian runs beyond
 # those kept for requests (``WEB_STREAMS`` in shop/local/processes.py; a test keeps them equal).
 MAX_OPEN = 64
+# Woken streams that read at once per web process (STREAM_READS_AT_ONCE). The orders of open pages
+# move through FIFO queues together, so their news comes in bursts that woke every stream in the
+# same second; unbounded, those reads took the pool's connections (8 per process) and the GIL
+# from the checkouts beside them. A stream that waits here holds no connection.
+READS_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,33 @@ def read_and_release(read: Callable[[], Snapshot]) -> Snapshot:
         connection.close()
 
 
+class Readers:
+    """At most ``READS_AT_ONCE`` woken streams of this process read at a time; the rest wait
+    their turn without a connection (the number is read once per process, like the pool's)."""
+
+    def __init__(self) -> None:
+        self._gate: threading.BoundedSemaphore | None = None
+        self._lock = threading.Lock()
+        self.most = self._now = 0  # the most that read at once: read by the tests
+
+    def read(self, read: Callable[[], Snapshot]) -> Snapshot:
+        with self._lock:
+            if self._gate is None:
+                self._gate = threading.BoundedSemaphore(max(1, int(_setting("STREAM_READS_AT_ONCE", READS_AT_ONCE))))
+        with self._gate:
+            with self._lock:
+                self._now += 1
+                self.most = max(self.most, self._now)
+            try:
+                return read_and_release(read)
+            finally:
+                with self._lock:
+                    self._now -= 1
+
+
+readers = Readers()
+
+
 class EventStream:
     """The iterable a ``StreamingHttpResponse`` sends. Django registers its ``close``, which the
     WSGI server calls when the response ends, the client went or the server stops: the stream's
@@ -177,7 +209,7 @@ class EventStream:
             if self._woken.wait(min(self.limits.keepalive, remaining)):
                 self._woken.clear()  # before the read: a change after it sets the event again
                 try:
-                    snapshot = read_and_release(self.read)
+                    snapshot = readers.read(self.read)
                 except (DatabaseError, psycopg.Error) as exc:  # a pool timeout too: end, the browser reconnects
                     log.warning("order stream %s: read failed (%r); ending", self.order_id, exc)
                     return
