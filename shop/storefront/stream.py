@@ -144,21 +144,13 @@ class Readers:
     def __init__(self) -> None:
         self._gate: threading.BoundedSemaphore | None = None
         self._lock = threading.Lock()
-        self.most = self._now = 0  # the most that read at once: read by the tests
 
     def read(self, read: Callable[[], Snapshot]) -> Snapshot:
         with self._lock:
             if self._gate is None:
                 self._gate = threading.BoundedSemaphore(max(1, int(_setting("STREAM_READS_AT_ONCE", READS_AT_ONCE))))
         with self._gate:
-            with self._lock:
-                self._now += 1
-                self.most = max(self.most, self._now)
-            try:
-                return read_and_release(read)
-            finally:
-                with self._lock:
-                    self._now -= 1
+            return read_and_release(read)
 
 
 readers = Readers()
