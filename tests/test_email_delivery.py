@@ -49,17 +49,7 @@ def workers(tmp_path: Any) -> Iterator[list[harness.Proc]]:
     yield procs
     for proc in procs:
         proc.stop()
-    purge_dead_letter_queue()
-
-
-def purge_dead_letter_queue() -> None:
-    """The broker's copy of a message parked here must not be parked again in a later test's tables."""
-    from shop.celery import app
-    from shop.pipeline.queues import declare_dead_letters, is_rabbitmq
-
-    if is_rabbitmq(app.conf.broker_url):
-        with app.connection_for_write() as conn:
-            declare_dead_letters(conn).purge()
+    harness.empty_broker()
 
 
 def mail_worker(procs: list[harness.Proc], log_dir: Any, smtp: SmtpServer, **env: str) -> harness.Proc:

@@ -59,7 +59,7 @@ def cluster(catalog, without_shared_pipeline, tmp_path) -> Iterator[Cluster]:
         "worker-rest": harness.worker_argv(tmp_path, name="rest", queues=OTHER_QUEUES, concurrency=2, beat=True),
     }
     env = harness.child_env(OUTBOX_CLAIM_SECONDS="2", PIPELINE_MAX_RETRIES="10", PIPELINE_RETRY_BACKOFF_MAX="2")
-    purge_broker()
+    harness.empty_broker()
     sup = chaos.Supervisor(argvs, env, tmp_path)
     sup.start()
     cluster = Cluster(sup)
@@ -71,37 +71,7 @@ def cluster(catalog, without_shared_pipeline, tmp_path) -> Iterator[Cluster]:
             cluster.wait_quiet(60)
         finally:
             sup.stop()
-            purge_dead_letter_queue()
-
-
-def purge_broker() -> None:
-    """What an earlier test left on the broker names orders whose rows its teardown removed: an
-    email retry waiting in Celery's delayed-delivery queues, a message redelivered after a broker
-    restart. A worker of this test would park it ("no order to email about") and the checker
-    would blame this test, so every pipeline queue and delayed-delivery queue starts empty."""
-    from shop.celery import app
-    from shop.pipeline.queues import is_rabbitmq
-
-    with app.connection_for_write() as conn:
-        app.control.purge(connection=conn)
-        if not is_rabbitmq(app.conf.broker_url):
-            return  # the filesystem broker has no delayed-delivery queues: a worker holds a countdown
-        for level in range(28):  # celery_delayed_0 .. celery_delayed_27, Celery's native delayed delivery
-            try:
-                with conn.channel() as channel:
-                    channel.queue_purge(f"celery_delayed_{level}")
-            except conn.channel_errors:  # not declared on this vhost yet
-                continue
-
-
-def purge_dead_letter_queue() -> None:
-    """The broker's copies of this test's failed messages must not be parked in the next test's tables."""
-    from shop.celery import app
-    from shop.pipeline.queues import declare_dead_letters, is_rabbitmq
-
-    if is_rabbitmq(app.conf.broker_url):
-        with app.connection_for_write() as conn:
-            declare_dead_letters(conn).purge()
+            harness.empty_broker()
 
 
 def assert_clean(order_ids: list[str], allowed_dead_letters: int = 0) -> audit.Report:
@@ -311,4 +281,4 @@ def test_worker_paused_past_the_consumer_timeout(catalog, without_shared_pipelin
             chaos.heal()
             cluster.wait_quiet(60)
             sup.stop()
-            purge_dead_letter_queue()
+            harness.empty_broker()

@@ -20,6 +20,7 @@ from shop.ops.views import sse_events
 from shop.pipeline import events
 from shop.pipeline.events import PIPELINE, Subscription
 from shop.pipeline.models import DeadLetter, OutboxEvent, ProcessedMessage
+from tests import harness
 from tests.harness import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,7 +28,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def fresh_snapshot() -> None:
+    """The snapshot reads the broker's real depths: what an earlier test left there would be flagged here."""
     snapshot.forget()
+    harness.empty_broker()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from django.test import override_settings
 from shop.ops import snapshot
 from shop.pipeline.events import PIPELINE
 from tests import harness
-from tests.test_ops_live import purge_queues
 
 pytestmark = [
     pytest.mark.browser,
@@ -55,7 +54,7 @@ def test_a_stage_with_no_worker_is_flagged_live_and_drains(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     snapshot.forget()
-    purge_queues()  # nothing left in the queues by an earlier run
+    harness.empty_broker()  # nothing left in the queues by an earlier run
     procs = [harness.relay(tmp_path), harness.worker(tmp_path, name="ops-but-notifications", queues=BUT_NOTIFICATIONS)]
     try:
         page.set_viewport_size({"width": 1500, "height": 1100})

@@ -4,7 +4,6 @@ unflagged once a worker drains it."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +13,12 @@ from django.test import override_settings
 from shop.celery import app
 from shop.ops import snapshot
 from shop.pipeline.events import task_queues
-from shop.pipeline.queues import DEAD_LETTER_QUEUE, is_rabbitmq
+from shop.pipeline.queues import is_rabbitmq
 from tests import harness
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 
 BUT_NOTIFICATIONS = "orders,payments,fraud,inventory,shipping"
-
-
-def purge_queues() -> None:
-    """Nothing an earlier run left in this broker (the dead-letter queue included) is counted."""
-    app.control.purge()
-    with app.connection_for_write() as conn, contextlib.suppress(Exception):  # not declared yet: nothing to purge
-        conn.default_channel.queue_purge(DEAD_LETTER_QUEUE)
 
 
 def fresh() -> dict[str, Any]:
@@ -38,7 +30,7 @@ def fresh() -> dict[str, Any]:
 def test_a_queue_with_no_worker_is_flagged_and_clears_when_drained(
     catalog: dict[str, int], shop_api: Any, staff_client: Any, without_shared_pipeline: None, tmp_path: Path
 ) -> None:
-    purge_queues()
+    harness.empty_broker()
     rabbitmq = is_rabbitmq(app.conf.broker_url)
     procs = [harness.relay(tmp_path), harness.worker(tmp_path, name="ops-live", queues=BUT_NOTIFICATIONS)]
     try:
