@@ -26,7 +26,8 @@ def test_an_emptied_broker_holds_nothing_an_earlier_test_left() -> None:
             leftovers.append("celery_delayed_3")
         except conn.channel_errors:
             pass  # no countdown has been published on this vhost yet
-    with app.producer_or_acquire() as producer:
+    with app.connection_for_write() as conn:  # its own: the pool's may have died with a broker restart of an earlier test
+        producer = conn.Producer()
         for name in leftovers:
             declare = [app.amqp.queues[name]] if name in QUEUES else []
             producer.publish({"left": "behind"}, routing_key=name, declare=declare)
