@@ -156,6 +156,8 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(
         broker_dir(), delivery_limit=DELIVERY_LIMIT, dead_letter_queue=DEAD_LETTER_QUEUE
     )
+# Task events (Flower's) are sent without confirms; the tasks' own messages keep them.
+CELERY_WORKER_CONSUMER = "shop.pipeline.worker_events:Consumer"
 CELERY_TASK_QUEUES = celery_queues(rabbitmq=_rabbit)
 CELERY_TASK_ROUTES = celery_routes()
 CELERY_TASK_DEFAULT_QUEUE = "orders"
