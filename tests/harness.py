@@ -152,9 +152,9 @@ def web_server(log_dir: Path, port: int, *, threads: int, **env: str):
         proc.stop()
 
 
-def empty_broker(*, dead_letters: bool = True) -> None:
-    """Empties every pipeline queue, RabbitMQ's delayed-delivery queues and (``dead_letters``)
-    its dead-letter queue. Every suite shares the broker: what an earlier test left there (a
+def empty_broker() -> None:
+    """Empties every pipeline queue, RabbitMQ's delayed-delivery queues and its dead-letter
+    queue. Every suite shares the broker: what an earlier test left there (a
     copy for a stage nobody ran, a retry waiting for its countdown, a message redelivered after
     a restart) names orders whose rows its teardown removed, and would be counted, flagged or
     parked in this test's name."""
@@ -165,8 +165,7 @@ def empty_broker(*, dead_letters: bool = True) -> None:
         app.control.purge(connection=conn)
         if not is_rabbitmq(app.conf.broker_url):
             return  # the filesystem broker has neither: a worker holds a countdown, poison is parked in the table
-        if dead_letters:
-            declare_dead_letters(conn).purge()
+        declare_dead_letters(conn).purge()
         for level in range(28):  # celery_delayed_0 .. celery_delayed_27, Celery's native delayed delivery
             try:
                 with conn.channel() as channel:
