@@ -14,6 +14,7 @@ from bench.scenarios.base import Figure, Result, Run
 
 _WHERE = {
     "ceiling": "ceiling:run",
+    "tasks": "tasks:run",
     "checkout": "checkout:run",
     "end-to-end": "end_to_end:run",
     "saturate": "saturate:run",
