@@ -64,10 +64,13 @@ class EmailNotInDoubt(ValueError):
 
 @dataclass(frozen=True)
 class Claim:
-    """The right to send one email once: ``attempt`` tells this claim from any later one."""
+    """The right to send one email once: ``attempt`` tells this claim from any later one.
+
+    It carries the row as claimed, so the send and its record read nothing back."""
 
     pk: int
     attempt: int
+    email: SentEmail
 
 
 def email_send(*, event_id: str, event: str, order_id: str, payload: dict[str, Any], handler: str) -> None:
@@ -127,12 +130,12 @@ def _claim(draft: SentEmail, *, event_id: str, handler: str) -> Claim | None:
         row.status, row.attempts, row.claimed_at = Status.SENDING, row.attempts + 1, timezone.now()
         row.body = row.body or draft.body  # a row claimed before bodies were stored
         row.save(update_fields=["status", "attempts", "claimed_at", "body"])
-        return Claim(row.pk, row.attempts)
+        return Claim(row.pk, row.attempts, row)
 
 
 def _deliver(claim: Claim) -> None:
     """One SMTP transaction; raises ``NotTaken`` or ``OutcomeUnknown`` when it did not end in "250"."""
-    row = SentEmail.objects.get(pk=claim.pk)
+    row = claim.email
     message = EmailMessage(
         row.subject,
         row.body,
@@ -153,13 +156,17 @@ def _settle(claim: Claim, status: str, *, error: str) -> None:
 
 
 def _record_sent(claim: Claim, *, text: str, payload: dict[str, Any] | None = None) -> None:
-    """The server accepted it: sent (even if meanwhile declared in doubt: this is the evidence)."""
-    row = SentEmail.objects.select_for_update().get(pk=claim.pk)
-    if row.attempts != claim.attempt or row.status not in (Status.SENDING, Status.IN_DOUBT):
+    """The server accepted it: sent (even if meanwhile declared in doubt: this is the evidence).
+
+    One conditional UPDATE decides, as ``_settle`` does: the row still holds this claim's
+    attempt, sending or in doubt, or a later claim took over and this one records nothing."""
+    sent = SentEmail.objects.filter(pk=claim.pk, attempts=claim.attempt, status__in=[Status.SENDING, Status.IN_DOUBT]).update(
+        status=Status.SENT, sent_at=timezone.now(), last_error=""
+    )
+    if not sent:
         log.warning("email %s: attempt %d was accepted after a later claim took over", claim.pk, claim.attempt)
         return
-    row.status, row.sent_at, row.last_error = Status.SENT, timezone.now(), ""
-    row.save(update_fields=["status", "sent_at", "last_error"])
+    row = claim.email
     emit("email.sent", order_id=row.order_id, payload={"kind": row.kind, **(payload or {})}, message=text)
 
 
@@ -182,7 +189,7 @@ def email_resend(*, email_id: int, staff: str) -> SentEmail:
         row.status, row.attempts, row.claimed_at = Status.SENDING, row.attempts + 1, timezone.now()
         row.resends, row.resent_by, row.resent_at = row.resends + 1, staff[:150], timezone.now()
         row.save(update_fields=["status", "attempts", "claimed_at", "resends", "resent_by", "resent_at"])
-        claim = Claim(row.pk, row.attempts)
+        claim = Claim(row.pk, row.attempts, row)
     try:
         _deliver(claim)
     except (NotTaken, OutcomeUnknown) as exc:

@@ -29,6 +29,14 @@ POLL_BATCH = 200  # parcels per carrier poll (one tracking request)
 
 
 def _locked(order_id: str, address: dict | None = None) -> Shipment:
+    """The order's shipment, locked; created (pending) on first sight, by the label or a cancellation.
+
+    With the address (the label's first look) the insert goes first; every other caller nearly
+    always finds the row, so it locks first and inserts only when the row is missing."""
+    if address is None:
+        found = Shipment.objects.select_for_update().filter(order_id=order_id).first()
+        if found is not None:
+            return found
     Shipment.objects.bulk_create([Shipment(order_id=order_id, address=address or {})], ignore_conflicts=True)
     return Shipment.objects.select_for_update().get(order_id=order_id)
 
@@ -46,7 +54,7 @@ def shipment_create(*, event_id: str, order_id: str, payload: dict[str, Any], ha
             log.warning("order %s: payment not captured; no label bought (message %s)", order_id, event_id)
             claim_message(event_id, handler)
             return
-        shipment = _locked(order_id, payload.get("address"))
+        shipment = _locked(order_id, payload.get("address") or {})
         if shipment.status != S.PENDING:
             claim_message(event_id, handler)
             return
@@ -56,7 +64,7 @@ def shipment_create(*, event_id: str, order_id: str, payload: dict[str, Any], ha
         if shipment.status == S.PENDING:
             shipment.status = S.CREATED
             shipment.tracking_number = tracking
-            shipment.save()
+            shipment.save(update_fields=["status", "tracking_number", "updated_at"])
             emit(
                 "shipment.created",
                 order_id=order_id,
@@ -79,7 +87,7 @@ def shipment_cancel(*, event_id: str, order_id: str, handler: str) -> None:
                 carrier.cancel_label(tracking_number=shipment.tracking_number)
                 emit("shipment.cancelled", order_id=order_id, message="Shipment cancelled")
             shipment.status = S.CANCELLED
-            shipment.save()
+            shipment.save(update_fields=["status", "updated_at"])
 
 
 def shipments_due(*, limit: int, repoll_after: float = 0.0) -> dict[str, str]:

@@ -48,6 +48,16 @@ def test_release_before_reserve_leaves_a_tombstone(catalog):
     assert StockItem.objects.get(sku="SKU-2").available == 5
 
 
+def test_a_reservation_with_one_line_out_of_stock_takes_none_of_its_lines(catalog):
+    order = new_order(sku="SKU-1", quantity=1)
+    lines = [{"sku": "SKU-1", "quantity": 3}, {"sku": "SKU-2", "quantity": 2}, {"sku": "SKU-3", "quantity": 2}]
+    inventory.stock_reserve(event_id=event(), order_id=order.public_id, lines=lines, handler="t")
+    assert StockHold.objects.get(order_id=order.public_id).status == "unavailable"
+    stock = {s.sku: (s.available, s.reserved) for s in StockItem.objects.all()}
+    assert stock == {"SKU-1": (100, 0), "SKU-2": (5, 0), "SKU-3": (1, 0)}, "the lines taken before SKU-3 are given back"
+    assert OutboxEvent.objects.get(order_id=order.public_id, kind="stock.unavailable").payload["sku"] == "SKU-3"
+
+
 def test_stock_cannot_go_below_zero_even_by_a_direct_update(catalog):
     with pytest.raises(IntegrityError), transaction.atomic():
         StockItem.objects.filter(sku="SKU-3").update(available=-1)
