@@ -124,8 +124,13 @@ def order_apply_event(*, event_id: str, kind: str, order_id: str, payload: dict[
         step(order, payload)
 
 
+# The columns the join changes; the customer's details are written once, at checkout.
+JOIN_FIELDS = ("status", "payment_authorized_at", "fraud_cleared_at", "stock_reserved_at", "cancel_reason", "updated_at")
+
+
 def _save(order: Order) -> None:
-    order.save()
+    """Write the join's columns of the locked order (django-fsm still checks the status it read)."""
+    order.save(update_fields=JOIN_FIELDS)
 
 
 def _try_ready(order: Order) -> bool:
