@@ -56,7 +56,9 @@ def test_the_check_warns_when_the_processes_could_exceed_max_connections(monkeyp
 
 
 def _database_settings(code: str, **env: str) -> dict:
-    script = code + "\nfrom django.conf import settings\nimport json\nprint(json.dumps(settings.DATABASES['default']))"
+    script = (
+        code + "\nfrom django.conf import settings\nimport json\nprint(json.dumps(settings.DATABASES['default'], default=repr))"
+    )
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=child_env(**env), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -69,8 +71,11 @@ def test_the_web_server_pools_with_a_statement_timeout_and_other_processes_persi
     assert web["OPTIONS"]["pool"]["timeout"] <= 3
     assert "statement_timeout=5000" in web["OPTIONS"]["options"]
     assert web["OPTIONS"]["application_name"] == "shop-web"
+    assert "check_pooled" in web["OPTIONS"]["pool"]["check"], "the pool checks the socket before it sends a query"
+    assert web["ENGINE"] == "shop.postgresql"
     other = _database_settings("import django; django.setup()")
     assert other["CONN_MAX_AGE"] >= 600 and other["CONN_HEALTH_CHECKS"]
+    assert other["ENGINE"] == "shop.postgresql"
     assert "pool" not in other["OPTIONS"] and "statement_timeout" not in other["OPTIONS"].get("options", "")
 
 
