@@ -94,6 +94,9 @@ def test_every_scenario_runs_quick_writes_json_and_charts_and_leaves_nothing_beh
     assert figures[("checkout", "20/s: p99")]["value"] > 0
     assert figures[("checkout", "20/s: p99")]["ceiling_value"] > 0, "a figure beside its ceiling"
     assert figures[("saturate", "completed orders/s, overall")]["value"] > 0
+    cpu = document["scenarios"]["saturate"]["data"]["cpu_ms_per_order"]
+    assert cpu["machine"] > cpu["worker-orders"] > 0 and cpu["web"] > 0, cpu
+    assert figures[("saturate", "machine's busy CPU per completed order")]["ceiling_value"] > 0
     tasks = figures[("tasks", "tasks: CPU per order")]
     assert tasks["value"] > 0 and tasks["ceiling_value"] > 0, "CPU per order beside the round-trip floor"
     # Every hop's relay share is read back: there, and a part of the whole journey.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from bench import journeys
 from bench.load import Client
+from bench.procstat import CLK_TCK
 from bench.scenarios.base import Figure, Result, Run, audit
 from bench.workload import order_body, wait_terminal
 from shop.pipeline.events import subscribers
@@ -46,14 +48,43 @@ def throughput(created: list[tuple[str, float]], done: list[float]) -> dict[str,
     }
 
 
+def busy_seconds() -> float:
+    """CPU seconds the machine's cores have been busy since boot (``/proc/stat``: user, nice,
+    system, irq and softirq; not idle, I/O wait or time the hypervisor gave to others)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in f.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
+def cpu_per_order(series: list[dict[str, Any]], busy_s: float, orders: int, interval: float) -> dict[str, float]:
+    """Milliseconds of CPU per completed order: each of the shop's process roles (the sampler's
+    cores, second by second), the whole machine, and the rest of it (PostgreSQL, RabbitMQ and
+    anything else running), so that a figure of orders/s comes with what each order cost."""
+    spent: dict[str, float] = {}
+    previous = 0.0
+    for sample in series:
+        step, previous = (sample["t"] - previous) or interval, sample["t"]
+        for role, cores in (sample.get("cpu") or {}).items():
+            spent[role] = spent.get(role, 0.0) + cores * step
+    if not orders:
+        return {}
+    per_order = {role: round(1000 * seconds / orders, 1) for role, seconds in sorted(spent.items(), key=lambda kv: -kv[1])}
+    per_order["machine"] = round(1000 * busy_s / orders, 1)
+    per_order["rest (PostgreSQL, RabbitMQ, other)"] = round(per_order["machine"] - sum(spent.values()) * 1000 / orders, 1)
+    return per_order
+
+
 def run(ctx: Run) -> Result:
     orders = ctx.count(2000, 60)
     result = Result("saturate", settings={"orders": orders, "connections": CONNECTIONS})
     with ctx.shop("saturate") as shop:
+        sampler, busy = shop.sampler().start(), busy_seconds()
         load = Client(shop.url, "/api/orders", order_body(shop.skus)).closed_loop(CONNECTIONS, 600, count=orders)
         ids = [order_id for order_id, _ in load.created]
         drain = wait_terminal(ids, ctx.seconds(1500, 90))
+        busy, samples = busy_seconds() - busy, sampler.stop()
         rates = throughput(load.created, completion_times(ids))
+        cpu = cpu_per_order(samples["series"], busy, len(ids), samples["interval_s"])
         per_order = messages_per_order(ids)
         ctx.found["saturate"] = {**rates, "messages_per_order": per_order}
         pipeline_ceiling(ctx)
@@ -85,12 +116,23 @@ def run(ctx: Run) -> Result:
                 higher_is_better=True,
             ),
             Figure("messages per order", round(per_order, 1), "messages", "one per subscriber of every event an order wrote"),
+            Figure(
+                "machine's busy CPU per completed order",
+                cpu.get("machine"),
+                "ms",
+                "/proc/stat over the run, all cores, divided by the orders; by process role in the data",
+                ceiling_value=goal_cpu_per_order(ctx),
+                ceiling_label="the CPU per order at which the machine's cores reach half the pipeline ceiling (ms)",
+            ),
         )
+        for role, ms in cpu.items():
+            print(f"  CPU per order: {role:<40} {ms:>7} ms")
         result.data = {
             "throughput": rates,
             "checkout": load.summary(),
             "messages_per_order": per_order,
             "all_terminal": drain is not None,
+            "cpu_ms_per_order": cpu,
         }
         result.audit = audit(ids, drained=drain is not None)
     return result
@@ -107,3 +149,11 @@ def pipeline_ceiling(ctx: Run) -> None:
         "unit": "orders/s",
         "how": f"min(confirmed publish, Celery no-op) / {per_order:.1f} messages per order",
     }
+
+
+def goal_cpu_per_order(ctx: Run) -> float | None:
+    """The busy CPU per order (ms) at which all the cores sustain half the pipeline ceiling."""
+    ceiling = ctx.ceilings.get("pipeline_orders_per_s")
+    if not ceiling or not ceiling.get("value"):
+        return None
+    return round(1000 * (os.cpu_count() or 1) / (0.5 * ceiling["value"]), 1)
