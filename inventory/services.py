@@ -16,6 +16,7 @@ from django.db.models import F
 from inventory.models import HoldStatus, StockHold, StockItem
 from shop.pipeline.messaging import claim_message
 from shop.pipeline.outbox import emit
+from shop.pipeline.rows import locked_row
 
 
 class OutOfStock(Exception):
@@ -26,16 +27,8 @@ class OutOfStock(Exception):
 
 def _hold(order_id: str, *, first_sight: bool = False) -> StockHold:
     """The order's hold, locked; created (pending) by whichever of reserve and release comes first.
-
-    The reservation is nearly always the first to see the order (``first_sight``): it inserts
-    first. The others nearly always find the row, so they lock first and insert only when it is
-    missing: one statement instead of two on the common path."""
-    if not first_sight:
-        found = StockHold.objects.select_for_update().filter(order_id=order_id).first()
-        if found is not None:
-            return found
-    StockHold.objects.bulk_create([StockHold(order_id=order_id)], ignore_conflicts=True)
-    return StockHold.objects.select_for_update().get(order_id=order_id)
+    The reservation nearly always sees the order first (``first_sight``): it inserts first."""
+    return locked_row(StockHold, lambda: StockHold(order_id=order_id), insert_first=first_sight, order_id=order_id)
 
 
 def _take(wanted: list[tuple[str, int]]) -> None:

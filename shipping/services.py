@@ -14,6 +14,7 @@ from shipping import carrier
 from shipping.models import Shipment, ShipmentStatus
 from shop.pipeline.messaging import already_processed, claim_message
 from shop.pipeline.outbox import emit
+from shop.pipeline.rows import locked_row
 
 log = logging.getLogger("shipping")
 S = ShipmentStatus
@@ -30,15 +31,10 @@ POLL_BATCH = 200  # parcels per carrier poll (one tracking request)
 
 def _locked(order_id: str, address: dict | None = None) -> Shipment:
     """The order's shipment, locked; created (pending) on first sight, by the label or a cancellation.
-
-    With the address (the label's first look) the insert goes first; every other caller nearly
-    always finds the row, so it locks first and inserts only when the row is missing."""
-    if address is None:
-        found = Shipment.objects.select_for_update().filter(order_id=order_id).first()
-        if found is not None:
-            return found
-    Shipment.objects.bulk_create([Shipment(order_id=order_id, address=address or {})], ignore_conflicts=True)
-    return Shipment.objects.select_for_update().get(order_id=order_id)
+    The label's first look (with the address) nearly always sees it first: it inserts first."""
+    return locked_row(
+        Shipment, lambda: Shipment(order_id=order_id, address=address or {}), insert_first=address is not None, order_id=order_id
+    )
 
 
 def shipment_create(*, event_id: str, order_id: str, payload: dict[str, Any], handler: str) -> None:

@@ -27,6 +27,7 @@ from orders.payments.models import Payment, PaymentStatus
 from shop.pipeline.errors import PermanentError, TransientError
 from shop.pipeline.messaging import already_processed, claim_message
 from shop.pipeline.outbox import emit
+from shop.pipeline.rows import locked_row
 
 log = logging.getLogger("orders.payments")
 S = PaymentStatus
@@ -45,27 +46,18 @@ class CompensationRefused(PermanentError):
 
 def _locked(order_id: str, payload: dict[str, Any] | None = None) -> Payment:
     """The order's payment, locked; created (pending) on first sight, whichever event comes first.
-
-    With the order's payload (the authorisation, nearly always the first to see the order) the
-    insert goes first; every other caller nearly always finds the row, so it locks first and
-    inserts only when the row is missing: one statement instead of two on the common path."""
-    if payload is None:
-        found = Payment.objects.select_for_update().filter(order_id=order_id).first()
-        if found is not None:
-            return found
+    The authorisation (with the order's payload) nearly always sees it first: it inserts first."""
     payload = payload or {}
-    Payment.objects.bulk_create(
-        [
-            Payment(
-                order_id=order_id,
-                amount=Decimal(payload.get("amount", "0")),
-                currency=payload.get("currency", ""),
-                card_token=payload.get("card_token", ""),
-            )
-        ],
-        ignore_conflicts=True,
-    )
-    return Payment.objects.select_for_update().get(order_id=order_id)
+
+    def new() -> Payment:
+        return Payment(
+            order_id=order_id,
+            amount=Decimal(payload.get("amount", "0")),
+            currency=payload.get("currency", ""),
+            card_token=payload.get("card_token", ""),
+        )
+
+    return locked_row(Payment, new, insert_first=bool(payload), order_id=order_id)
 
 
 def _set(payment: Payment, status: str, **fields: Any) -> None:
