@@ -16,7 +16,7 @@ from orders.models import Order
 from shop.local.processes import WEB_STREAMS
 from shop.pipeline.models import OutboxEvent
 from shop.proof.chaos import database_url
-from shop.storefront import stream
+from shop.storefront import order_views, stream
 from shop.storefront.order_events import OrderEvents, hub
 from shop.storefront.stream import Position
 
@@ -166,6 +166,28 @@ def test_a_settled_order_ends_its_stream_then_answers_204(client, shop_api, cata
     assert last["settled"] and time.monotonic() - started < 5, "a settled order's stream ends at once"
     assert open_stream(client, order_id, last["id"]).status_code == 204  # EventSource stops asking
     assert stream.slots.open == 0
+
+
+def test_a_delivery_committed_between_the_reads_of_one_snapshot_is_not_half_shown(
+    client, shop_api, catalog, settings, monkeypatch
+):
+    """The order row and its timeline are read in one snapshot. Read one statement at a time, a
+    delivery committed between them gave the page the delivery's position with the shipped state;
+    the stream then had nothing new to send at that position, and the page fell back to polling."""
+    settings.STREAM_LIFETIME_SECONDS = 10
+    order_id = shop_api.place()["id"]
+    read_timeline = order_views.order_timeline
+
+    def deliver_then_read(public_id: str):
+        monkeypatch.setattr(order_views, "order_timeline", read_timeline)
+        with psycopg.connect(database_url()) as other:  # one transaction, committed on leaving
+            other.execute("UPDATE orders_order SET status = 'delivered' WHERE public_id = %s", (order_id,))
+            other.execute(*insert_sql(order_id, "order.delivered"))
+        return read_timeline(public_id)
+
+    monkeypatch.setattr(order_views, "order_timeline", deliver_then_read)
+    shown = messages(open_stream(client, order_id))
+    assert [(Position.parse(m["id"]).count, m["settled"]) for m in shown] == [(1, False), (2, True)]
 
 
 def test_bad_input_is_a_4xx(client, shop_api, catalog):

@@ -4,10 +4,13 @@ card", and the order's emails in the demo mailbox."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.db import connection, transaction
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
@@ -84,13 +87,28 @@ def checkout_view(request: HttpRequest) -> HttpResponse:
     return render(request, "shop/checkout.html", context, status=status)
 
 
+@contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """Read the order row, its timeline and its attempts as of one moment. Statement by statement
+    (read committed), a delivery committed between two reads gave the delivery's position with the
+    shipped state, and the stream never sent the delivery: it had already shown that position."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost:  # inside a caller's transaction its snapshot rules
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
 def _order_context(public_id: str) -> dict[str, Any]:
-    order = order_by_public_id(public_id)
-    if order is None:
-        raise Http404("No such order")
-    events = order_timeline(public_id)
+    with _one_snapshot():
+        order = order_by_public_id(public_id)
+        if order is None:
+            raise Http404("No such order")
+        events = order_timeline(public_id)
+        attempts = authorization_attempts(public_id)
     view = customer_order_view(order, events)
-    position = stream.Position.of([event.id for event in events], authorization_attempts(public_id))
+    position = stream.Position.of([event.id for event in events], attempts)
     return {"order": order, "reason": view.reason, "timeline": view.timeline, "journey": view.journey, "position": position}
 
 
