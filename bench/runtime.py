@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connection
 
 from bench.sampler import Sampler
+from bench.workload import first_order
 from shop.local import bootstrap
 from shop.local.processes import argv, commands
 from shop.pipeline.queues import is_rabbitmq
@@ -73,6 +74,7 @@ class BenchShop:
     skus: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     previous_database: str = ""
+    first_order_id: str = ""  # the order start() waited for: every process then was serving
 
     def __post_init__(self) -> None:
         self.external = self.url is not None
@@ -103,6 +105,7 @@ class BenchShop:
         self.sup.start()
         try:
             wait_http(f"{self.url}/api/products", 90)
+            self.first_order_id = first_order(self.url, self.skus)
         except BaseException:
             self.stop()
             raise
